@@ -1,0 +1,78 @@
+"""The ``editproof`` command. Parsing and presentation only; the library does the work.
+
+Every :class:`~editproof.errors.EditproofError` becomes one ``error: ...`` line on stderr and
+its documented exit code (docs/cli.md). Usage mistakes exit 2 the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+import typer
+
+from editproof import __version__
+from editproof.cli import evaluate as evaluate_cmd
+from editproof.cli import report as report_cmd
+from editproof.errors import EXIT_INTERNAL, EditproofError
+
+app = typer.Typer(
+    name="editproof",
+    help="Prove that a weight edit kept a language model healthy.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.add_typer(report_cmd.app, name="report")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"editproof {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Prove that a weight edit kept a language model healthy."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = app(args=args, prog_name="editproof", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelp as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
+        code = 0
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        code = 2
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        code = 130
+    except EditproofError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        code = 130
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for debugging only
+        if os.environ.get("EDITPROOF_DEBUG"):
+            traceback.print_exc()
+        click.echo(
+            f"error: internal error ({type(exc).__name__}: {exc}); "
+            "rerun with EDITPROOF_DEBUG=1 and report it",
+            err=True,
+        )
+        code = EXIT_INTERNAL
+    sys.exit(code if isinstance(code, int) else 0)

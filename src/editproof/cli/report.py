@@ -1,0 +1,71 @@
+"""``editproof report``: verify, explain, render and publish the schema of reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from editproof.errors import MalformedReportError, NotFoundError, OutputError
+from editproof.report.explain import explain_lines
+from editproof.report.io import atomic_write_text, load_report
+from editproof.report.verify import verify_report
+
+app = typer.Typer(help="Verify, explain and render evaluation reports.", no_args_is_help=True)
+
+
+@app.command("verify")
+def verify(
+    files: list[Path] = typer.Argument(..., help="evaluation.report.json files (or their dirs)."),
+) -> None:
+    """Recompute ratio, CI, counts and gates from the raw data. Exit 0 ok, 1 mismatch, 2 malformed."""
+    worst = 0
+    for path in files:
+        try:
+            report = load_report(path)
+        except (MalformedReportError, NotFoundError) as exc:
+            # A missing file is as unverifiable as a malformed one: both exit 2 here.
+            typer.echo(f"MALFORMED {path}: {exc.message}")
+            worst = max(worst, 2)
+            continue
+        result = verify_report(report)
+        if result.ok:
+            typer.echo(f"OK        {path}: {result.checks} checks, status {report.status}")
+        else:
+            typer.echo(f"MISMATCH  {path}: {len(result.problems)} of {result.checks} checks failed")
+            for problem in result.problems:
+                typer.echo(f"  - {problem}")
+            worst = max(worst, 1) if worst != 2 else worst
+    raise typer.Exit(worst)
+
+
+@app.command("explain")
+def explain(file: Path = typer.Argument(..., help="An evaluation.report.json (or its dir).")) -> None:
+    """Print each gate: measured value against its threshold, and the overall decision."""
+    report = load_report(file)
+    typer.echo("\n".join(explain_lines(report)))
+
+
+@app.command("html")
+def html(
+    file: Path = typer.Argument(..., help="An evaluation.report.json (or its dir)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the HTML page."),
+) -> None:
+    """Render a report as one self-contained HTML page."""
+    from editproof.report.html import render_html
+
+    report = load_report(file)
+    try:
+        atomic_write_text(out, render_html(report))
+    except OSError as exc:
+        raise OutputError(f"cannot write '{out}': {exc.strerror}") from None
+    typer.echo(str(out))
+
+
+@app.command("schema")
+def schema(out: Path = typer.Option(Path("contracts"), "--out", help="Directory for the schemas.")) -> None:
+    """Write the JSON Schemas of the public contracts."""
+    from editproof.report.schema import write_schemas
+
+    for path in write_schemas(out):
+        typer.echo(str(path))

@@ -1,0 +1,30 @@
+"""Evaluation text: corpus providers and balanced preview/final token windows."""
+
+from editproof.data.providers import PROVIDERS, Corpus, corpus_digest, load_corpus
+from editproof.data.windows import (
+    Window,
+    WindowPlan,
+    WindowStats,
+    make_windows,
+    plan_digest,
+    token_hash,
+    tokenize_corpus,
+    unigram_difficulty,
+    window_id,
+)
+
+__all__ = [
+    "PROVIDERS",
+    "Corpus",
+    "Window",
+    "WindowPlan",
+    "WindowStats",
+    "corpus_digest",
+    "load_corpus",
+    "make_windows",
+    "plan_digest",
+    "token_hash",
+    "tokenize_corpus",
+    "unigram_difficulty",
+    "window_id",
+]

@@ -1,0 +1,153 @@
+"""Load a model (and its tokenizer) from a :class:`ModelSource`, offline unless allowed.
+
+Devices and dtypes are chosen for speed with exactness where it is cheap: bf16 on CUDA,
+fp32 on CPU (CPU bf16 matmuls are slow and would blur the batch-invariance guarantee).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from editproof.errors import EvaluationError, InvalidInputError, NotFoundError, UsageError
+from editproof.lm._offline import network
+from editproof.lm.demo import demo_dir
+from editproof.lm.sources import ModelSource
+
+if TYPE_CHECKING:
+    import torch
+
+_DTYPES = {
+    "fp32": "float32",
+    "float32": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model on its device with the facts the report needs about how it was loaded."""
+
+    source: ModelSource
+    model: Any  # transformers.PreTrainedModel; Any keeps torch out of type-only imports
+    tokenizer: Any | None
+    device: str
+    dtype: str
+    load_seconds: float
+    resolved_revision: str | None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; validates explicit choices."""
+    import torch
+
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device} asked for, but no CUDA device is available")
+        index = 0 if device == "cuda" else _cuda_index(device)
+        if index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible"
+            )
+        return f"cuda:{index}"
+    raise UsageError(f"unknown --device '{device}': use auto, cpu, cuda or cuda:N")
+
+
+def _cuda_index(device: str) -> int:
+    try:
+        return int(device.split(":", 1)[1])
+    except ValueError:
+        raise UsageError(f"unknown --device '{device}': use auto, cpu, cuda or cuda:N") from None
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    name = _DTYPES.get(dtype)
+    if name is None:
+        raise UsageError(f"unknown --dtype '{dtype}': use auto, fp32, bf16 or fp16")
+    result: torch.dtype = getattr(torch, name)
+    return result
+
+
+def load_model(
+    source: ModelSource,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    net: bool = False,
+    tokenizer: bool = True,
+) -> LoadedModel:
+    """Load ``source`` onto ``device``. Without ``net`` nothing is ever downloaded."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if dev.startswith("cuda"):
+        kwargs["device_map"] = dev  # stream weights straight to the card, no host copy
+    location, extra = _location(source)
+    extra["local_files_only"] = not net
+    kwargs.update(extra)
+    started = time.perf_counter()
+    with network(net):
+        try:
+            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+            tok = AutoTokenizer.from_pretrained(location, **extra) if tokenizer else None
+        except torch.cuda.OutOfMemoryError:
+            raise EvaluationError(f"out of GPU memory loading '{source.label}' on {dev}") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise _load_error(source, net, exc) from None
+    if not dev.startswith("cuda"):
+        model.to(dev)
+    model.eval()
+    model.requires_grad_(False)
+    revision = getattr(model.config, "_commit_hash", None) if source.kind == "hub" else None
+    return LoadedModel(
+        source=source,
+        model=model,
+        tokenizer=tok,
+        device=dev,
+        dtype=str(torch_dtype).removeprefix("torch."),
+        load_seconds=time.perf_counter() - started,
+        resolved_revision=revision,
+    )
+
+
+def _location(source: ModelSource) -> tuple[str, dict[str, Any]]:
+    if source.kind == "demo":
+        return str(demo_dir()), {}
+    if source.kind == "gguf":
+        assert source.path is not None
+        return str(source.path.parent), {"gguf_file": source.path.name}
+    if source.kind == "local":
+        assert source.path is not None
+        return str(source.path), {}
+    assert source.repo_id is not None
+    extra: dict[str, Any] = {}
+    if source.revision:
+        extra["revision"] = source.revision
+    return source.repo_id, extra
+
+
+def _load_error(source: ModelSource, net: bool, exc: Exception) -> Exception:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if source.kind == "hub" and not net:
+        return NotFoundError(
+            f"model '{source.label}' is not in the local Hugging Face cache "
+            f"(HF_HOME/HF_HUB_CACHE); run once with --net 1 to download it ({text})"
+        )
+    if source.kind == "hub":
+        return NotFoundError(f"could not fetch model '{source.label}': {text}")
+    return InvalidInputError(f"cannot load model from '{source.spec}': {text}")

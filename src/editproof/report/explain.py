@@ -1,0 +1,57 @@
+"""Plain-text explanation of a report's decision: each gate, measured vs threshold."""
+
+from __future__ import annotations
+
+from editproof.report.model import EvaluationReport, Gate
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
+
+
+def _threshold(gate: Gate) -> str:
+    if isinstance(gate.threshold, tuple):
+        return f"[{gate.threshold[0]:.6g}, {gate.threshold[1]:.6g}]"
+    return f"{gate.threshold:.6g}"
+
+
+def gate_verdict(gate: Gate) -> str:
+    if gate.relaxed:
+        return "RELAXED"
+    if not gate.enforced:
+        return "info" if gate.passed else "WARN"
+    return "PASS" if gate.passed else "FAIL"
+
+
+def explain_lines(report: EvaluationReport) -> list[str]:
+    pm = report.primary_metric
+    lines = [
+        f"{report.status}  run {report.run_id}  tier {report.policy.tier.name} "
+        f"(policy {report.policy.digest})  edit {report.edit.label}",
+        f"baseline {report.baseline.model.label}  ->  subject {report.subject.model.label}",
+    ]
+    if pm.invalid:
+        lines.append(f"primary metric INVALID: {pm.invalid_reason}")
+    else:
+        ci = pm.display_ci or (float("nan"), float("nan"))
+        lines.append(
+            f"ppl ratio {_fmt(pm.ratio)}  95% CI [{ci[0]:.6g}, {ci[1]:.6g}]  "
+            f"(baseline {_fmt(pm.baseline_ppl)}, subject {_fmt(pm.subject_ppl)})"
+        )
+    for reason in pm.unstable_reasons:
+        lines.append(f"note: unstable CI: {reason}")
+    lines.append("gates:")
+    for gate in report.gates:
+        line = (
+            f"  {gate_verdict(gate):8} {gate.name:16} measured {_fmt(gate.measured):>12}  "
+            f"{gate.comparison} {_threshold(gate)}"
+        )
+        if gate.note:
+            line += f"  ({gate.note})"
+        lines.append(line)
+    lines.append(f"guards: {report.guards.status}")
+    for result in report.guards.results:
+        lines.append(f"  {result.status.upper():8} {result.name}  {'; '.join(result.violations)}")
+    if report.policy.token_floor_relaxed and report.policy.relax_reason:
+        lines.append(f"note: token floor relaxed: {report.policy.relax_reason}")
+    return lines

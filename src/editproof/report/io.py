@@ -1,0 +1,77 @@
+"""Reading and writing report files. Writes are atomic: temp file, fsync, rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from editproof.errors import MalformedReportError, NotFoundError, OutputError
+from editproof.report.model import EvaluationReport
+
+REPORT_NAME = "evaluation.report.json"
+HTML_NAME = "evaluation.html"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` holds either the old content or all of the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def report_json(report: EvaluationReport) -> str:
+    return report.model_dump_json(indent=2) + "\n"
+
+
+def load_report(path: str | Path) -> EvaluationReport:
+    """Parse and validate a report file; errors name the file and the first problem."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / REPORT_NAME
+    if not p.is_file():
+        raise NotFoundError(f"report file '{path}' does not exist")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedReportError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != "editproof.evaluation-report":
+        raise MalformedReportError(f"{p}: not an editproof evaluation report (format field)")
+    try:
+        return EvaluationReport.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+        raise MalformedReportError(
+            f"{p}: does not match the report schema at {where}: {first['msg']}"
+        ) from None
+
+
+def prepare_output_dir(out: Path, *, force: bool) -> Path:
+    """Create ``out`` (or check it) before any work runs, so a bad path fails in seconds.
+
+    An existing report is never overwritten without ``force``.
+    """
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path '{out}' exists and is not a directory")
+    if (out / REPORT_NAME).exists() and not force:
+        raise OutputError(f"'{out / REPORT_NAME}' already exists; choose another --out or --force")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise OutputError(f"cannot write to output directory '{out}': {exc.strerror}") from None
+    return out
