@@ -119,11 +119,15 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> Eval
 
     t0 = time.perf_counter()
     stream = tokenize_corpus(
-        corpus, lambda s: list(tok.encode(s, add_special_tokens=False)),
+        corpus,
+        lambda s: list(tok.encode(s, add_special_tokens=False)),
         separator_id=tok.eos_token_id,
     )
     plan = make_windows(
-        stream, seq_len=seq_len, n_preview=config.n_preview, n_final=config.n_final,
+        stream,
+        seq_len=seq_len,
+        n_preview=config.n_preview,
+        n_final=config.n_final,
         seed=config.seed,
     )
     timings["windows"] = time.perf_counter() - t0
@@ -152,10 +156,17 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> Eval
 
     t0 = time.perf_counter()
     report = _assemble(
-        config, tier, plan, corpus_info=(corpus.provider, corpus.source, corpus.sha256,
-                                         corpus.n_chars),
-        tokenizer_sha256=tokenizer_digest(tok), separator_id=tok.eos_token_id,
-        base=base, subj=subj, same_source=same, relax=relax, timings=timings,
+        config,
+        tier,
+        plan,
+        corpus_info=(corpus.provider, corpus.source, corpus.sha256, corpus.n_chars),
+        tokenizer_sha256=tokenizer_digest(tok),
+        separator_id=tok.eos_token_id,
+        base=base,
+        subj=subj,
+        same_source=same,
+        relax=relax,
+        timings=timings,
     )
     timings["derive"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
@@ -257,7 +268,11 @@ def _assemble(
     pm = derive.primary_metric(base_arm.final, subj_arm.final, tier, seed=boot_seed)
     dr = derive.drift(base_arm.summary, subj_arm.summary, tier)
     gate_list = derive.gates(
-        pm, dr, subj_arm.summary, tier, tokens_available=plan.tokens_available,
+        pm,
+        dr,
+        subj_arm.summary,
+        tier,
+        tokens_available=plan.tokens_available,
         floor_relaxed=relax,
     )
     guards = GuardsSection()
@@ -272,9 +287,12 @@ def _assemble(
             tier=tier,
             digest=tier.digest(),
             token_floor_relaxed=relax,
-            relax_reason=("embedded demo model: 64+64 short windows on CPU cannot reach the "
-                          "tier's token floor" if relax and config.relax_token_floor is None
-                          else ("relaxed by --relax-token-floor" if relax else None)),
+            relax_reason=(
+                "embedded demo model: 64+64 short windows on CPU cannot reach the "
+                "tier's token floor"
+                if relax and config.relax_token_floor is None
+                else ("relaxed by --relax-token-floor" if relax else None)
+            ),
         ),
         dataset=DatasetInfo(
             provider=provider,

@@ -171,8 +171,9 @@ def make_report(
 
     baseline = arm(BASELINE_SPEC, BASELINE_SPEC, base_sets)
     # A noop subject is the baseline's own weights, so the weight digests match.
-    subject = arm(subject_spec, BASELINE_SPEC if noop else f"{subject_spec}:{shift}:{noise}",
-                  subj_sets)
+    subject = arm(
+        subject_spec, BASELINE_SPEC if noop else f"{subject_spec}:{shift}:{noise}", subj_sets
+    )
 
     boot_seed = seed + BOOTSTRAP_SEED_OFFSET
     tokens_available = candidates * SEQ_LEN + int(rng.integers(0, SEQ_LEN))

@@ -10,8 +10,12 @@ import os
 import sys
 import traceback
 
-import click
 import typer
+
+try:  # typer >= 0.26 vendors click; its exceptions live there, not in the `click` package
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from editproof import __version__
 from editproof.cli import evaluate as evaluate_cmd
@@ -49,27 +53,30 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
         code = app(args=args, prog_name="editproof", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelp as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else "")
         code = 0
-    except click.UsageError as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+    except click_exc.UsageError as exc:
+        typer.echo(f"error: {exc.format_message()} (see --help)", err=True)
         code = 2
-    except click.exceptions.Exit as exc:
+    except click_exc.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
         code = 130
     except EditproofError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"error: {exc.message}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
+        typer.echo("error: interrupted", err=True)
         code = 130
     except Exception as exc:  # a bug: say so plainly, keep the traceback for debugging only
         if os.environ.get("EDITPROOF_DEBUG"):
             traceback.print_exc()
-        click.echo(
+        typer.echo(
             f"error: internal error ({type(exc).__name__}: {exc}); "
             "rerun with EDITPROOF_DEBUG=1 and report it",
             err=True,

@@ -11,7 +11,13 @@ import typer
 
 from editproof.errors import EXIT_GATES_FAILED, UsageError
 from editproof.report.explain import explain_lines
-from editproof.report.io import HTML_NAME, REPORT_NAME, atomic_write_text, prepare_output_dir, report_json
+from editproof.report.io import (
+    HTML_NAME,
+    REPORT_NAME,
+    atomic_write_text,
+    prepare_output_dir,
+    report_json,
+)
 
 
 def parse_windows(text: str) -> tuple[int, int]:
@@ -40,28 +46,55 @@ def _quiet_libraries() -> None:
 
 
 def evaluate(
-    baseline: str = typer.Option(..., "--baseline", help="'demo', a local model dir, a .gguf file or org/name@rev."),
-    subject: str = typer.Option(..., "--subject", help="The model to judge against the baseline (same forms)."),
+    baseline: str = typer.Option(
+        ..., "--baseline", help="'demo', a local model dir, a .gguf file or org/name@rev."
+    ),
+    subject: str = typer.Option(
+        ..., "--subject", help="The model to judge against the baseline (same forms)."
+    ),
     tier: str = typer.Option("balanced", "--tier", help="balanced, conservative or aggressive."),
-    provider: str = typer.Option("pydoc", "--provider", help="Text: pydoc (offline default), text, jsonl or hf."),
-    data: str | None = typer.Option(None, "--data", help="File or folder for the text/jsonl providers."),
-    field: str = typer.Option("text", "--field", help="JSON field (jsonl) or column (hf) holding the text."),
-    dataset: str | None = typer.Option(None, "--dataset", help="Hugging Face dataset name (hf provider)."),
-    dataset_config: str | None = typer.Option(None, "--dataset-config", help="Dataset configuration (hf)."),
+    provider: str = typer.Option(
+        "pydoc", "--provider", help="Text: pydoc (offline default), text, jsonl or hf."
+    ),
+    data: str | None = typer.Option(
+        None, "--data", help="File or folder for the text/jsonl providers."
+    ),
+    field: str = typer.Option(
+        "text", "--field", help="JSON field (jsonl) or column (hf) holding the text."
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Hugging Face dataset name (hf provider)."
+    ),
+    dataset_config: str | None = typer.Option(
+        None, "--dataset-config", help="Dataset configuration (hf)."
+    ),
     split: str = typer.Option("validation", "--split", help="Dataset split (hf)."),
-    seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per window [512; 256 for demo]."),
+    seq_len: int | None = typer.Option(
+        None, "--seq-len", help="Tokens per window [512; 256 for demo]."
+    ),
     windows: str = typer.Option("64", "--windows", help="Windows per set: N, or PREVIEW:FINAL."),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16."),
-    out: Path | None = typer.Option(None, "--out", help="Output directory [editproof_runs/evaluate-<time>]."),
-    net: int = typer.Option(0, "--net", min=0, max=1, help="1 allows downloads; 0 uses local caches only."),
-    seed: int = typer.Option(42, "--seed", help="Seed of the window split (the bootstrap uses seed+503)."),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output directory [editproof_runs/evaluate-<time>]."
+    ),
+    net: int = typer.Option(
+        0, "--net", min=0, max=1, help="1 allows downloads; 0 uses local caches only."
+    ),
+    seed: int = typer.Option(
+        42, "--seed", help="Seed of the window split (the bootstrap uses seed+503)."
+    ),
     relax_token_floor: bool | None = typer.Option(
-        None, "--relax-token-floor/--strict-token-floor",
+        None,
+        "--relax-token-floor/--strict-token-floor",
         help="Relax the tier's token floor (recorded). Default: relaxed only for the demo model.",
     ),
-    edit_label: str | None = typer.Option(None, "--edit-label", help="Provenance label [noop if same source, else custom]."),
+    edit_label: str | None = typer.Option(
+        None, "--edit-label", help="Provenance label [noop if same source, else custom]."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite a report already in --out."),
     html: bool = typer.Option(True, "--html/--no-html", help="Also write evaluation.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line."),
@@ -75,11 +108,25 @@ def evaluate(
     prepare_output_dir(target, force=force)
     _quiet_libraries()
     config = EvaluationConfig(
-        baseline=baseline, subject=subject, tier=tier, provider=provider, data_path=data,
-        data_field=field, dataset=dataset, dataset_config=dataset_config, split=split,
-        seq_len=seq_len, n_preview=n_preview, n_final=n_final, batch_size=batch_size,
-        device=device, dtype=dtype, net=bool(net), seed=seed,
-        relax_token_floor=relax_token_floor, edit_label=edit_label,
+        baseline=baseline,
+        subject=subject,
+        tier=tier,
+        provider=provider,
+        data_path=data,
+        data_field=field,
+        dataset=dataset,
+        dataset_config=dataset_config,
+        split=split,
+        seq_len=seq_len,
+        n_preview=n_preview,
+        n_final=n_final,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        net=bool(net),
+        seed=seed,
+        relax_token_floor=relax_token_floor,
+        edit_label=edit_label,
         command=["editproof", *sys.argv[1:]],
     )
     say = (lambda _m: None) if quiet else (lambda m: typer.echo(f"· {m}", err=True))

@@ -18,7 +18,10 @@ app = typer.Typer(help="Verify, explain and render evaluation reports.", no_args
 def verify(
     files: list[Path] = typer.Argument(..., help="evaluation.report.json files (or their dirs)."),
 ) -> None:
-    """Recompute ratio, CI, counts and gates from the raw data. Exit 0 ok, 1 mismatch, 2 malformed."""
+    """Recompute ratio, CI, counts and gates from the raw data.
+
+    Exit 0 when every report verifies, 1 on a mismatch, 2 on a malformed or missing file.
+    """
     worst = 0
     for path in files:
         try:
@@ -40,7 +43,9 @@ def verify(
 
 
 @app.command("explain")
-def explain(file: Path = typer.Argument(..., help="An evaluation.report.json (or its dir).")) -> None:
+def explain(
+    file: Path = typer.Argument(..., help="An evaluation.report.json (or its dir)."),
+) -> None:
     """Print each gate: measured value against its threshold, and the overall decision."""
     report = load_report(file)
     typer.echo("\n".join(explain_lines(report)))
@@ -63,7 +68,9 @@ def html(
 
 
 @app.command("schema")
-def schema(out: Path = typer.Option(Path("contracts"), "--out", help="Directory for the schemas.")) -> None:
+def schema(
+    out: Path = typer.Option(Path("contracts"), "--out", help="Directory for the schemas."),
+) -> None:
     """Write the JSON Schemas of the public contracts."""
     from editproof.report.schema import write_schemas
 

@@ -98,7 +98,7 @@ def tied_groups(model: Any) -> tuple[tuple[str, ...], ...]:
     by_id: dict[int, list[str]] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
         by_id.setdefault(id(param), []).append(name)
-    return tuple(sorted(tuple(names) for names in by_id.values() if len(names) > 1))
+    return tuple(sorted(tuple(sorted(names)) for names in by_id.values() if len(names) > 1))
 
 
 def decoder_layers(model: Any) -> Any | None:

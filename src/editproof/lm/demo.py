@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-import importlib.util
 from pathlib import Path
 
 from editproof.errors import NotFoundError

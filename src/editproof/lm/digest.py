@@ -58,4 +58,6 @@ def weight_digest(model: Any, names: list[str] | None = None) -> WeightDigest:
         lines[name] = line
         total.update(f"{name}\t{line}\n".encode())
         n_bytes += t.numel() * t.element_size()
-    return WeightDigest(sha256=total.hexdigest(), tensors=lines, n_tensors=len(keys), n_bytes=n_bytes)
+    return WeightDigest(
+        sha256=total.hexdigest(), tensors=lines, n_tensors=len(keys), n_bytes=n_bytes
+    )

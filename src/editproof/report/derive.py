@@ -129,7 +129,7 @@ def primary_metric(
         delta_log=boot.estimate,
         ratio=ratio,
         ci_log=(boot.low, boot.high),
-        display_ci=None if invalid else (lo, hi),  # type: ignore[arg-type]
+        display_ci=None if lo is None or hi is None else (lo, hi),
         bootstrap=BootstrapInfo(
             method=boot.method,
             requested_method=boot.requested_method,
@@ -210,8 +210,11 @@ def gates(
             threshold=float(floor),
             comparison=">=",
             relaxed=floor_relaxed and not met,
-            note=("floor relaxed (recorded in policy.relax_reason)" if floor_relaxed and not met
-                  else "evaluated target tokens, preview + final"),
+            note=(
+                "floor relaxed (recorded in policy.relax_reason)"
+                if floor_relaxed and not met
+                else "evaluated target tokens, preview + final"
+            ),
         )
     )
     out.extend(_tail_gate(pm, policy))

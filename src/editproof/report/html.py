@@ -63,7 +63,7 @@ def _template() -> Template:
         keep_trailing_newline=True,
     )
     env.filters.update(FILTERS)
-    source = resources.files("editproof.report").joinpath("templates", TEMPLATE_NAME)
+    source = resources.files("editproof.report").joinpath("templates").joinpath(TEMPLATE_NAME)
     return env.from_string(source.read_text(encoding="utf-8"))
 
 
@@ -124,10 +124,10 @@ def seconds(x: float | None) -> str:
         return DASH
     if x < 0.01:
         return "<0.01 s"
-    if x < 60:
+    if x < 59.995:
         return f"{x:.2f} s"
-    minutes, rest = divmod(x, 60)
-    return f"{minutes:.0f} min {rest:.0f} s"
+    minutes, rest = divmod(round(x), 60)  # round first so 119.6 s never reads "1 min 60 s"
+    return f"{minutes} min {rest} s"
 
 
 def yes_no(flag: bool | None) -> str:
@@ -223,8 +223,13 @@ def _guard_row(g: GuardResult) -> GuardRow:
 
 
 def _model_rows(base: Arm, subj: Arm) -> list[Row]:
-    def row(label: str, get: Callable[[Arm], str], *, full: Callable[[Arm], str] | None = None,
-            mono: bool = False) -> Row:
+    def row(
+        label: str,
+        get: Callable[[Arm], str],
+        *,
+        full: Callable[[Arm], str] | None = None,
+        mono: bool = False,
+    ) -> Row:
         return Row(
             label=label,
             value=get(base),
@@ -243,17 +248,25 @@ def _model_rows(base: Arm, subj: Arm) -> list[Row]:
         row("kind / label", lambda a: f"{a.model.kind} / {a.model.label}"),
         row("revision", lambda a: a.model.resolved_revision or DASH, mono=True),
         row("architecture", lambda a: f"{a.model.architecture} ({a.model.model_type})"),
-        row("parameters", lambda a: params(a.model.n_params),
-            full=lambda a: count(a.model.n_params)),
+        row(
+            "parameters", lambda a: params(a.model.n_params), full=lambda a: count(a.model.n_params)
+        ),
         row("layers", lambda a: str(a.model.n_layers)),
         row("vocab size", lambda a: count(a.model.vocab_size)),
         row("dtype", lambda a: a.model.dtype),
         row("device", lambda a: a.model.device),
-        row("weight sha256", lambda a: short_sha(a.model.weight_sha256),
-            full=lambda a: a.model.weight_sha256, mono=True),
+        row(
+            "weight sha256",
+            lambda a: short_sha(a.model.weight_sha256),
+            full=lambda a: a.model.weight_sha256,
+            mono=True,
+        ),
         row("weight tensors", lambda a: count(a.model.weight_tensors)),
-        row("weight bytes", lambda a: size_bytes(a.model.weight_bytes),
-            full=lambda a: count(a.model.weight_bytes)),
+        row(
+            "weight bytes",
+            lambda a: size_bytes(a.model.weight_bytes),
+            full=lambda a: count(a.model.weight_bytes),
+        ),
         row("load time", lambda a: seconds(a.model.load_seconds)),
         row("measure time", lambda a: seconds(a.telemetry.seconds)),
         row("throughput", lambda a: f"{count(a.telemetry.tokens_per_s)} tokens/s"),
@@ -261,8 +274,10 @@ def _model_rows(base: Arm, subj: Arm) -> list[Row]:
         row("batch size", lambda a: str(a.telemetry.batch_size)),
         row("OOM retries", lambda a: str(a.telemetry.oom_retries)),
         row("fast head", lambda a: yes_no(a.telemetry.fast_head)),
-        row("ppl preview / final",
-            lambda a: f"{fixed(a.summary.ppl_preview, 3)} / {fixed(a.summary.ppl_final, 3)}"),
+        row(
+            "ppl preview / final",
+            lambda a: f"{fixed(a.summary.ppl_preview, 3)} / {fixed(a.summary.ppl_final, 3)}",
+        ),
         row("non-finite windows", lambda a: str(a.summary.non_finite_windows)),
     ]
 
@@ -275,10 +290,14 @@ def _drift_rows(report: EvaluationReport) -> list[Row]:
         Row("baseline drift (final / preview ppl)", fixed(d.baseline, 4)),
         Row("paired drift (subject / baseline)", fixed(d.paired, 4)),
         Row("allowed band", interval(d.band, 3)),
-        Row("subject ppl preview \u2192 final",
-            f"{fixed(s.ppl_preview, 3)} \u2192 {fixed(s.ppl_final, 3)}"),
-        Row("baseline ppl preview \u2192 final",
-            f"{fixed(b.ppl_preview, 3)} \u2192 {fixed(b.ppl_final, 3)}"),
+        Row(
+            "subject ppl preview \u2192 final",
+            f"{fixed(s.ppl_preview, 3)} \u2192 {fixed(s.ppl_final, 3)}",
+        ),
+        Row(
+            "baseline ppl preview \u2192 final",
+            f"{fixed(b.ppl_preview, 3)} \u2192 {fixed(b.ppl_final, 3)}",
+        ),
     ]
 
 
@@ -289,8 +308,9 @@ def _dataset_rows(report: EvaluationReport) -> list[Row]:
     rows += [
         Row("corpus sha256", short_sha(ds.corpus_sha256), title=ds.corpus_sha256, mono=True),
         Row("characters", count(ds.n_chars)),
-        Row("tokenizer sha256", short_sha(ds.tokenizer_sha256), title=ds.tokenizer_sha256,
-            mono=True),
+        Row(
+            "tokenizer sha256", short_sha(ds.tokenizer_sha256), title=ds.tokenizer_sha256, mono=True
+        ),
         Row("separator id", DASH if ds.separator_id is None else str(ds.separator_id)),
         Row("sequence length", count(ds.seq_len)),
         Row("windows preview / final", f"{ds.n_preview} / {ds.n_final}"),
@@ -299,8 +319,9 @@ def _dataset_rows(report: EvaluationReport) -> list[Row]:
         Row("plan digest", short_sha(ds.plan_digest), title=ds.plan_digest, mono=True),
         Row("window seed", str(ds.seed)),
     ]
-    rows += [Row(f"difficulty: {k.replace('_', ' ')}", fixed(v, 4))
-             for k, v in ds.difficulty.items()]
+    rows += [
+        Row(f"difficulty: {k.replace('_', ' ')}", fixed(v, 4)) for k, v in ds.difficulty.items()
+    ]
     return rows
 
 
@@ -309,8 +330,11 @@ def _provenance_rows(report: EvaluationReport) -> list[Row]:
     rows = [
         Row("tier", pol.tier.name),
         Row("policy digest", pol.digest, mono=True),
-        Row("token floor relaxed", yes_no(pol.token_floor_relaxed)
-            + (f" \u2014 {pol.relax_reason}" if pol.relax_reason else "")),
+        Row(
+            "token floor relaxed",
+            yes_no(pol.token_floor_relaxed)
+            + (f" \u2014 {pol.relax_reason}" if pol.relax_reason else ""),
+        ),
         Row("device", f"{pv.device} ({pv.device_name})"),
         Row("dtype / batch size", f"{pv.dtype} / {pv.batch_size}"),
         Row("deterministic algorithms", yes_no(pv.deterministic)),
@@ -371,8 +395,6 @@ def _final_pairs(report: EvaluationReport) -> Pairs:
 
 # --- inline SVG ----------------------------------------------------------------------------
 
-_FONT = 11
-
 
 def _nice_ticks(lo: float, hi: float, target: int = 5) -> tuple[list[float], int]:
     """Round tick values covering [lo, hi] (steps of 1, 2, 2.5, 5 x 10^k) and their decimals."""
@@ -396,9 +418,7 @@ def _f(x: float) -> str:
 
 def _text(x: float, y: float, label: str, *, anchor: str = "middle", css: str = "") -> str:
     cls = f' class="{css}"' if css else ""
-    return (
-        f'<text x="{_f(x)}" y="{_f(y)}" text-anchor="{anchor}"{cls}>{escape(label)}</text>'
-    )
+    return f'<text x="{_f(x)}" y="{_f(y)}" text-anchor="{anchor}"{cls}>{escape(label)}</text>'
 
 
 def _padded(lo: float, hi: float, frac: float = 0.06) -> tuple[float, float]:
@@ -414,7 +434,7 @@ def _histogram_svg(pairs: Pairs) -> Markup:
     lo, hi = float(deltas.min()), float(deltas.max())
     dom_lo, dom_hi = _padded(min(lo, 0.0, mean), max(hi, 0.0, mean))
     width, height = 560.0, 240.0
-    ml, mr, mt, mb = 44.0, 14.0, 26.0, 40.0
+    ml, mr, mt, mb = 44.0, 28.0, 26.0, 40.0
     pw, ph = width - ml - mr, height - mt - mb
 
     if hi - lo > 1e-12 * max(1.0, abs(lo), abs(hi)):
@@ -441,8 +461,10 @@ def _histogram_svg(pairs: Pairs) -> Markup:
         "<title>Per-window \u0394 log-loss, subject \u2212 baseline (final windows)</title>",
     ]
     for t in y_ticks:
-        parts.append(f'<line class="grid" x1="{_f(ml)}" x2="{_f(ml + pw)}" '
-                     f'y1="{_f(sy(t))}" y2="{_f(sy(t))}" />')
+        parts.append(
+            f'<line class="grid" x1="{_f(ml)}" x2="{_f(ml + pw)}" '
+            f'y1="{_f(sy(t))}" y2="{_f(sy(t))}" />'
+        )
         parts.append(_text(ml - 6, sy(t) + 4, f"{t:.0f}", anchor="end"))
     for c, a, b in zip(counts.tolist(), edges[:-1].tolist(), edges[1:].tolist(), strict=True):
         if c:
@@ -453,24 +475,38 @@ def _histogram_svg(pairs: Pairs) -> Markup:
                 f"[{a:+.4f}, {b:+.4f}]</title></rect>"
             )
     x_ticks, decimals = _nice_ticks(dom_lo, dom_hi)
-    parts.append(f'<line class="axis" x1="{_f(ml)}" x2="{_f(ml + pw)}" '
-                 f'y1="{_f(sy(0))}" y2="{_f(sy(0))}" />')
+    parts.append(
+        f'<line class="axis" x1="{_f(ml)}" x2="{_f(ml + pw)}" y1="{_f(sy(0))}" y2="{_f(sy(0))}" />'
+    )
     for t in x_ticks:
         label = fixed(t, decimals)
-        parts.append(f'<line class="axis" x1="{_f(sx(t))}" x2="{_f(sx(t))}" '
-                     f'y1="{_f(sy(0))}" y2="{_f(sy(0) + 4)}" />')
+        parts.append(
+            f'<line class="axis" x1="{_f(sx(t))}" x2="{_f(sx(t))}" '
+            f'y1="{_f(sy(0))}" y2="{_f(sy(0) + 4)}" />'
+        )
         parts.append(_text(sx(t), sy(0) + 16, label))
-    parts.append(_text(ml + pw / 2, height - 6, "\u0394 mean NLL per window (subject \u2212 "
-                       "baseline, nats/token)", css="axis-label"))
-    # Zero and mean labels sit on opposite sides of their lines so a noop keeps both legible.
+    parts.append(
+        _text(
+            ml + pw / 2,
+            height - 6,
+            "\u0394 mean NLL per window (subject \u2212 baseline, nats/token)",
+            css="axis-label",
+        )
+    )
+    # The two reference lines are named in a legend above the plot: labels next to the lines
+    # would collide whenever the mean is near zero (always, for a noop).
     zx, mx = sx(0.0), sx(mean)
-    parts.append(f'<line class="zero" x1="{_f(zx)}" x2="{_f(zx)}" y1="{_f(mt - 8)}" '
-                 f'y2="{_f(sy(0))}" />')
-    parts.append(_text(zx - 4, mt - 12 + 8, "0", anchor="end", css="zero-label"))
-    parts.append(f'<line class="mean" x1="{_f(mx)}" x2="{_f(mx)}" y1="{_f(mt - 8)}" '
-                 f'y2="{_f(sy(0))}" />')
-    parts.append(_text(mx + 4, mt - 12 + 8, f"weighted mean {signed(mean, 4)}", anchor="start",
-                       css="mean-label"))
+    parts.append(
+        f'<line class="zero" x1="{_f(zx)}" x2="{_f(zx)}" y1="{_f(mt)}" y2="{_f(sy(0))}" />'
+    )
+    parts.append(
+        f'<line class="mean" x1="{_f(mx)}" x2="{_f(mx)}" y1="{_f(mt)}" y2="{_f(sy(0))}" />'
+    )
+    x = ml
+    for css, label in (("zero", "\u0394 = 0"), ("mean", f"token-weighted mean {signed(mean, 4)}")):
+        parts.append(f'<line class="{css}" x1="{_f(x)}" x2="{_f(x + 18)}" y1="10" y2="10" />')
+        parts.append(_text(x + 23, 14, label, anchor="start"))
+        x += 23 + len(label) * 6.2 + 18  # rough advance of an 11px sans-serif label
     parts.append("</svg>")
     return Markup("\n".join(parts))
 
@@ -493,19 +529,24 @@ def _scatter_svg(pairs: Pairs) -> Markup:
         f'<svg class="chart scatter" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
         f'aria-label="Baseline versus subject mean NLL per window">',
         "<title>Per-window mean NLL: baseline (x) vs subject (y), final windows</title>",
-        f'<rect class="frame" x="{_f(ml)}" y="{_f(mt)}" width="{_f(plot)}" '
-        f'height="{_f(plot)}" />',
+        f'<rect class="frame" x="{_f(ml)}" y="{_f(mt)}" width="{_f(plot)}" height="{_f(plot)}" />',
     ]
     ticks, decimals = _nice_ticks(lo, hi, 4)
     for t in ticks:
-        parts.append(f'<line class="grid" x1="{_f(sx(t))}" x2="{_f(sx(t))}" y1="{_f(mt)}" '
-                     f'y2="{_f(mt + plot)}" />')
-        parts.append(f'<line class="grid" x1="{_f(ml)}" x2="{_f(ml + plot)}" y1="{_f(sy(t))}" '
-                     f'y2="{_f(sy(t))}" />')
+        parts.append(
+            f'<line class="grid" x1="{_f(sx(t))}" x2="{_f(sx(t))}" y1="{_f(mt)}" '
+            f'y2="{_f(mt + plot)}" />'
+        )
+        parts.append(
+            f'<line class="grid" x1="{_f(ml)}" x2="{_f(ml + plot)}" y1="{_f(sy(t))}" '
+            f'y2="{_f(sy(t))}" />'
+        )
         parts.append(_text(sx(t), mt + plot + 15, fixed(t, decimals)))
         parts.append(_text(ml - 5, sy(t) + 4, fixed(t, decimals), anchor="end"))
-    parts.append(f'<line class="diagonal" x1="{_f(sx(lo))}" y1="{_f(sy(lo))}" '
-                 f'x2="{_f(sx(hi))}" y2="{_f(sy(hi))}" />')
+    parts.append(
+        f'<line class="diagonal" x1="{_f(sx(lo))}" y1="{_f(sy(lo))}" '
+        f'x2="{_f(sx(hi))}" y2="{_f(sy(hi))}" />'
+    )
     for x, y in zip(xs, ys, strict=True):
         # Points above the diagonal are windows the edit made harder.
         css = "pt worse" if y > x else "pt"
@@ -517,4 +558,3 @@ def _scatter_svg(pairs: Pairs) -> Markup:
     )
     parts.append("</svg>")
     return Markup("\n".join(parts))
-

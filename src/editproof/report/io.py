@@ -70,8 +70,8 @@ def prepare_output_dir(out: Path, *, force: bool) -> Path:
         raise OutputError(f"'{out / REPORT_NAME}' already exists; choose another --out or --force")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
     except OSError as exc:
         raise OutputError(f"cannot write to output directory '{out}': {exc.strerror}") from None
     return out

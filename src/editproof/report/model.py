@@ -216,8 +216,8 @@ class Provenance(_Model):
 
 
 class EvaluationReport(_Model):
-    format: Literal["editproof.evaluation-report"] = REPORT_FORMAT
-    schema_version: Literal[1] = SCHEMA_VERSION
+    format: Literal["editproof.evaluation-report"] = "editproof.evaluation-report"
+    schema_version: Literal[1] = 1
     run_id: str = Field(min_length=4)
     created_at: str
     tool: ToolInfo

@@ -36,7 +36,9 @@ class _Checker:
             self.problems.append(problem)
 
     def same(self, what: str, stored: Any, recomputed: Any) -> None:
-        self.expect(_close(stored, recomputed), f"{what}: stored {stored!r}, recomputed {recomputed!r}")
+        self.expect(
+            _close(stored, recomputed), f"{what}: stored {stored!r}, recomputed {recomputed!r}"
+        )
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -51,7 +53,10 @@ def verify_report(report: EvaluationReport) -> VerifyResult:
     c = _Checker()
     ds, pol = report.dataset, report.policy.tier
     for arm_name, arm in (("baseline", report.baseline), ("subject", report.subject)):
-        for split, ws, n in (("preview", arm.preview, ds.n_preview), ("final", arm.final, ds.n_final)):
+        for split, ws, n in (
+            ("preview", arm.preview, ds.n_preview),
+            ("final", arm.final, ds.n_final),
+        ):
             _check_windows(c, f"{arm_name}.{split}", ws, n)
         ids = set(arm.preview.window_ids) & set(arm.final.window_ids)
         c.expect(not ids, f"{arm_name}: {len(ids)} window(s) in both preview and final")
@@ -59,11 +64,16 @@ def verify_report(report: EvaluationReport) -> VerifyResult:
         for key, value in recomputed.model_dump().items():
             c.same(f"{arm_name}.summary.{key}", getattr(arm.summary, key), value)
     for split in ("preview", "final"):
-        reason = derive.pairing_problem(getattr(report.baseline, split), getattr(report.subject, split))
+        reason = derive.pairing_problem(
+            getattr(report.baseline, split), getattr(report.subject, split)
+        )
         c.expect(reason is None, f"{split}: {reason}")
 
     pm = derive.primary_metric(
-        report.baseline.final, report.subject.final, pol, seed=report.provenance.seeds.get("bootstrap", -1)
+        report.baseline.final,
+        report.subject.final,
+        pol,
+        seed=report.provenance.seeds.get("bootstrap", -1),
     )
     for key, value in pm.model_dump().items():
         c.same(f"primary_metric.{key}", report.primary_metric.model_dump()[key], value)
@@ -78,7 +88,11 @@ def verify_report(report: EvaluationReport) -> VerifyResult:
     c.same("policy.digest", report.policy.digest, pol.digest())
 
     gates = derive.gates(
-        pm, dr, report.subject.summary, pol, tokens_available=ds.tokens_available,
+        pm,
+        dr,
+        report.subject.summary,
+        pol,
+        tokens_available=ds.tokens_available,
         floor_relaxed=report.policy.token_floor_relaxed,
     )
     stored = {g.name: g for g in report.gates}
@@ -94,8 +108,13 @@ def verify_report(report: EvaluationReport) -> VerifyResult:
 
 def _check_windows(c: _Checker, where: str, ws: WindowSet, expected: int) -> None:
     lengths = {len(ws.window_ids), len(ws.token_hashes), len(ws.token_counts), len(ws.mean_nll)}
-    c.expect(len(lengths) == 1, f"{where}: per-window arrays have different lengths {sorted(lengths)}")
-    c.expect(len(ws.window_ids) == expected, f"{where}: {len(ws.window_ids)} windows, dataset says {expected}")
+    c.expect(
+        len(lengths) == 1, f"{where}: per-window arrays have different lengths {sorted(lengths)}"
+    )
+    c.expect(
+        len(ws.window_ids) == expected,
+        f"{where}: {len(ws.window_ids)} windows, dataset says {expected}",
+    )
     c.expect(len(set(ws.window_ids)) == len(ws.window_ids), f"{where}: duplicate window ids")
     c.expect(all(t > 0 for t in ws.token_counts), f"{where}: a window has no target tokens")
 
