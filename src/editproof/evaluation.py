@@ -1,8 +1,9 @@
-"""One baseline-vs-subject evaluation, composed from the layers below.
+"""Baseline-vs-subject evaluation, composed from the layers below.
 
-load baseline -> windows -> baseline NLL -> subject (loaded, or the baseline itself) ->
-subject NLL -> derived numbers and gates -> :class:`EvaluationReport`.
-Both the CLI and (later) the suite worker call :func:`evaluate`.
+:class:`Evaluator` loads the baseline once, cuts the windows and measures the baseline once;
+it then judges any number of subjects: another checkpoint (:meth:`Evaluator.judge_source`)
+or an edit applied in memory and restored exactly afterwards (:meth:`Evaluator.judge_edit`).
+The CLI, ``editproof tune`` and (later) the suite worker all go through it.
 """
 
 from __future__ import annotations
@@ -12,31 +13,30 @@ import json
 import platform
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from editproof import __version__
 from editproof.data import WindowPlan, load_corpus, make_windows, tokenize_corpus
-from editproof.errors import InvalidInputError, UsageError
+from editproof.edits import EditSpec, applied, parse_spec, resolve_clean
+from editproof.edits.tuned import TunedParams, default_tuned, load_tuned
+from editproof.errors import EvaluationError, InvalidInputError, NotFoundError, UsageError
 from editproof.lm import LoadedModel, describe, load_model, parse_source, weight_digest
+from editproof.lm.digest import WeightDigest, aliases, digest_from_lines
 from editproof.lm.sources import ModelSource
 from editproof.measure import WindowNLL, measure_nll
-from editproof.policy import TierPolicy, load_tier
-from editproof.report import derive
+from editproof.policy import load_tier
+from editproof.report.build import build_report, make_arm
 from editproof.report.model import (
     Arm,
     DatasetInfo,
     EditInfo,
     EvaluationReport,
-    GuardsSection,
     ModelInfo,
-    PolicyInfo,
     Provenance,
     TelemetryInfo,
-    ToolInfo,
     WindowSet,
 )
 
@@ -45,8 +45,13 @@ DEFAULT_WINDOWS = 64
 # The embedded demo runs on two CPU cores in minutes: shorter windows, and a token floor
 # that is relaxed (and recorded as relaxed) because 64+64 windows cannot reach 50k tokens.
 DEMO_SEQ_LEN = 256
+DEMO_RELAX_REASON = (
+    "embedded demo model: 64+64 short windows on CPU cannot reach the tier's token floor"
+)
 # Offset between the window seed and the bootstrap seed, so the two streams never coincide.
 BOOTSTRAP_SEED_OFFSET = 503
+# Environment variable the seed document names for the tuned edit params file.
+TUNED_ENV = "PACK_TUNED_EDIT_PARAMS_FILE"
 
 Progress = Callable[[str], None]
 
@@ -54,7 +59,9 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class EvaluationConfig:
     baseline: str
-    subject: str
+    subject: str | None = None
+    edit: str | None = None
+    tuned_params: str | None = None
     tier: str = "balanced"
     provider: str = "pydoc"
     data_path: str | None = None
@@ -75,103 +82,289 @@ class EvaluationConfig:
     command: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _ArmRun:
-    loaded: LoadedModel
-    info: ModelInfo
-    nll: WindowNLL
+def model_key(source: ModelSource) -> str:
+    """The id a tuned-params file uses for a model: hub id, ``demo``, or the dir/file name."""
+    if source.kind == "hub":
+        return source.repo_id or source.spec
+    if source.kind == "demo":
+        return "demo"
+    assert source.path is not None
+    return source.path.stem if source.kind == "gguf" else source.path.name
+
+
+def tuned_params_for(path: str | None) -> TunedParams:
+    """``--tuned-params``, else ``$PACK_TUNED_EDIT_PARAMS_FILE``, else the shipped defaults."""
+    import os
+
+    chosen = path or os.environ.get(TUNED_ENV)
+    return load_tuned(chosen) if chosen else default_tuned()
+
+
+class Evaluator:
+    """The baseline, measured once; subjects are judged against it one at a time."""
+
+    def __init__(self, config: EvaluationConfig, progress: Progress | None = None) -> None:
+        self.config = config
+        self._say = progress or (lambda _msg: None)
+        # Cheap checks first, so a typo fails before minutes of model loading.
+        self.base_src = parse_source(config.baseline)
+        self.tier = load_tier(config.tier)
+        if config.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+        demo = self.base_src.kind == "demo"
+        seq_len = config.seq_len or (DEMO_SEQ_LEN if demo else DEFAULT_SEQ_LEN)
+        if seq_len < 2:
+            raise UsageError(f"--seq-len must be at least 2, got {seq_len}")
+        relax = demo if config.relax_token_floor is None else config.relax_token_floor
+        self.relax_reason = (
+            None
+            if not relax
+            else DEMO_RELAX_REASON
+            if config.relax_token_floor is None
+            else "relaxed by --relax-token-floor"
+        )
+        corpus = load_corpus(
+            config.provider,
+            path=config.data_path,
+            field=config.data_field,
+            dataset=config.dataset,
+            config=config.dataset_config,
+            split=config.split,
+            net=config.net,
+        )
+        self.timings: dict[str, float] = {}
+
+        self._say(f"loading baseline {self.base_src.label}")
+        self._model: LoadedModel | None = load_model(
+            self.base_src, device=config.device, dtype=config.dtype, net=config.net
+        )
+        self.timings["load_baseline"] = self._model.load_seconds
+        tok = self._model.tokenizer
+        if tok is None:
+            raise InvalidInputError(f"baseline '{self.base_src.spec}' has no tokenizer")
+        t0 = time.perf_counter()
+        self.stream = tokenize_corpus(
+            corpus,
+            lambda s: list(tok.encode(s, add_special_tokens=False)),
+            separator_id=tok.eos_token_id,
+        )
+        self.plan = make_windows(
+            self.stream,
+            seq_len=seq_len,
+            n_preview=config.n_preview,
+            n_final=config.n_final,
+            seed=config.seed,
+        )
+        self.timings["windows"] = time.perf_counter() - t0
+        self.windows = [list(w.tokens) for w in self.plan.all_windows()]
+        self.dataset = _dataset_info(corpus, self.plan, tokenizer_digest(tok), tok.eos_token_id)
+
+        self._say(f"baseline: {len(self.windows)} windows x {seq_len} tokens")
+        nll = self._measure(self._model)
+        self.timings["measure_baseline"] = nll.telemetry.seconds
+        t0 = time.perf_counter()
+        self.base_digest = weight_digest(self._model.model)
+        self.timings["digest_baseline"] = time.perf_counter() - t0
+        self.baseline = self._arm(_model_info(self._model, self.base_digest), nll)
+
+    @property
+    def model(self) -> LoadedModel:
+        if self._model is None:
+            raise EvaluationError("the baseline model was released; create a new Evaluator")
+        return self._model
+
+    def release_baseline(self) -> None:
+        """Drop the baseline weights (its measurements stay) to make room for a subject."""
+        self._model = None
+        _empty_cache()
+
+    def judge_source(self, spec: str, *, label: str | None = None) -> EvaluationReport:
+        """Judge a separately stored subject (a ``custom`` checkpoint, or the same source)."""
+        src = parse_source(spec)
+        timings = dict(self.timings)
+        if src == self.base_src and self._model is not None:
+            # Identical source: measure the loaded weights again rather than load a second
+            # copy; the subject's digest is still computed on its own.
+            loaded = self._model
+        else:
+            self._say(f"loading subject {src.label}")
+            loaded = load_model(
+                src,
+                device=self.config.device,
+                dtype=self.config.dtype,
+                net=self.config.net,
+                tokenizer=False,
+            )
+            timings["load_subject"] = loaded.load_seconds
+            self._check_vocab(loaded)
+        self._say(f"subject: {len(self.windows)} windows")
+        nll = self._measure(loaded)
+        timings["measure_subject"] = nll.telemetry.seconds
+        t0 = time.perf_counter()
+        info = _model_info(loaded, weight_digest(loaded.model))
+        timings["digest_subject"] = time.perf_counter() - t0
+        same = src == self.base_src
+        edit = EditInfo(
+            label=label or ("noop" if same else "custom"),
+            label_source="user" if label else "inferred",
+        )
+        return self._report(self._arm(info, nll), edit, timings)
+
+    def judge_edit(
+        self, edit: str | EditSpec, *, label: str | None = None, tuned: TunedParams | None = None
+    ) -> EvaluationReport:
+        """Apply ``edit`` to the baseline in memory, judge it, and restore exact weights."""
+        spec = parse_spec(edit) if isinstance(edit, str) else edit
+        loaded = self.model
+        tuned_source = None
+        if spec.clean:
+            tuned = tuned or tuned_params_for(self.config.tuned_params)
+            tuned_source = tuned.source
+            spec = resolve_clean(
+                spec, model_key(self.base_src), tuned, n_layers=describe(loaded.model).n_layers
+            )
+        timings = dict(self.timings)
+        self._say(f"subject: baseline + {spec.text}")
+        with applied(loaded.model, spec) as record:
+            timings["edit_apply"] = record.seconds
+            nll = self._measure(loaded)
+            timings["measure_subject"] = nll.telemetry.seconds
+            t0 = time.perf_counter()
+            digest = self._edited_digest(loaded, record.tensors, structural=spec.kind != "edit")
+            timings["digest_subject"] = time.perf_counter() - t0
+            info = _model_info(
+                loaded,
+                digest,
+                spec=f"{self.base_src.spec} + {spec.text}",
+                kind="edited",
+                load_seconds=0.0,
+            )
+        t0 = time.perf_counter()
+        self._verify_restore(loaded)
+        timings["restore_verify"] = time.perf_counter() - t0
+        info_edit = EditInfo(
+            label=label or spec.label,
+            label_source="user" if label else "inferred",
+            spec=spec.text,
+            record=record.model_dump(mode="json"),
+            tuned_source=tuned_source,
+            restore_verified=True,
+        )
+        return self._report(self._arm(info, nll), info_edit, timings)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _measure(self, loaded: LoadedModel) -> WindowNLL:
+        return measure_nll(
+            loaded.model, self.windows, batch_size=self.config.batch_size, device=loaded.device
+        )
+
+    def _arm(self, info: ModelInfo, nll: WindowNLL) -> Arm:
+        preview, final = _split(self.plan, nll)
+        return make_arm(info, preview, final, TelemetryInfo(**nll.telemetry.to_dict()))
+
+    def _edited_digest(
+        self, loaded: LoadedModel, touched: list[str], *, structural: bool
+    ) -> WeightDigest:
+        """Digest of the edited model: rehash only touched tensors unless shapes moved."""
+        state = loaded.model.state_dict()
+        same_layout = not structural and set(state) == set(self.base_digest.tensors)
+        if not same_layout:
+            return weight_digest(loaded.model)
+        names = aliases(loaded.model, touched)
+        part = weight_digest(loaded.model, names)
+        lines = {**self.base_digest.tensors, **part.tensors}
+        return WeightDigest(
+            sha256=digest_from_lines(lines),
+            tensors=lines,
+            n_tensors=len(lines),
+            n_bytes=self.base_digest.n_bytes,
+        )
+
+    def _verify_restore(self, loaded: LoadedModel) -> None:
+        after = weight_digest(loaded.model)
+        if after.sha256 != self.base_digest.sha256:
+            changed = [k for k, v in after.tensors.items() if self.base_digest.tensors.get(k) != v]
+            raise EvaluationError(
+                f"restoring the baseline after the edit left {len(changed)} tensor(s) "
+                f"different (first: {changed[:1]}); results after this point are unsafe"
+            )
+
+    def _check_vocab(self, loaded: LoadedModel) -> None:
+        emb = loaded.model.get_input_embeddings()
+        rows = int(emb.weight.shape[0]) if emb is not None else None
+        top = int(self.stream.max()) if len(self.stream) else 0
+        if rows is not None and top >= rows:
+            raise InvalidInputError(
+                f"subject '{loaded.source.spec}' has {rows} token embeddings but the baseline "
+                f"tokenizer produces id {top}; the two models do not share a vocabulary"
+            )
+
+    def _report(self, subject: Arm, edit: EditInfo, timings: dict[str, float]) -> EvaluationReport:
+        device = subject.model.device
+        provenance = Provenance(
+            seeds={
+                "windows": self.config.seed,
+                "bootstrap": self.config.seed + BOOTSTRAP_SEED_OFFSET,
+            },
+            versions=_versions(),
+            device=device,
+            device_name=_device_name(device),
+            dtype=subject.model.dtype,
+            batch_size=self.config.batch_size,
+            deterministic=_deterministic(),
+            timings=timings,
+            command=list(self.config.command),
+        )
+        t0 = time.perf_counter()
+        report = build_report(
+            tier=self.tier,
+            dataset=self.dataset,
+            baseline=self.baseline,
+            subject=subject,
+            edit=edit,
+            provenance=provenance,
+            relax_reason=self.relax_reason,
+        )
+        timings["derive"] = time.perf_counter() - t0
+        return report.model_copy(
+            update={"provenance": provenance.model_copy(update={"timings": timings})}
+        )
+
+
+def check_config(config: EvaluationConfig) -> None:
+    """Fast checks of everything that needs no model: sources, spec, tier, counts."""
+    if (config.subject is None) == (config.edit is None):
+        raise UsageError("give exactly one of --subject (a checkpoint) or --edit (a spec)")
+    parse_source(config.baseline)
+    if config.edit is not None:
+        parse_spec(config.edit)
+    else:
+        assert config.subject is not None
+        parse_source(config.subject)
+    load_tier(config.tier)
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if config.tuned_params is not None and not Path(config.tuned_params).is_file():
+        raise NotFoundError(f"tuned params file not found: {config.tuned_params}")
 
 
 def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> EvaluationReport:
-    """Run the whole evaluation and return the report (nothing is written here)."""
-    say = progress or (lambda _msg: None)
-    timings: dict[str, float] = {}
+    """One evaluation: ``subject`` checkpoint, or ``edit`` applied to the baseline."""
+    check_config(config)
     started = time.perf_counter()
-
-    # Cheap checks first, so a typo fails before minutes of model loading.
-    base_src = parse_source(config.baseline)
-    subj_src = parse_source(config.subject)
-    tier = load_tier(config.tier)
-    if config.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
-    seq_len = config.seq_len or (DEMO_SEQ_LEN if base_src.kind == "demo" else DEFAULT_SEQ_LEN)
-    if seq_len < 2:
-        raise UsageError(f"--seq-len must be at least 2, got {seq_len}")
-    relax = config.relax_token_floor
-    if relax is None:
-        relax = base_src.kind == "demo"
-    corpus = load_corpus(
-        config.provider,
-        path=config.data_path,
-        field=config.data_field,
-        dataset=config.dataset,
-        config=config.dataset_config,
-        split=config.split,
-        net=config.net,
-    )
-
-    say(f"loading baseline {base_src.label}")
-    base_loaded = load_model(base_src, device=config.device, dtype=config.dtype, net=config.net)
-    timings["load_baseline"] = base_loaded.load_seconds
-    tok = base_loaded.tokenizer
-    if tok is None:
-        raise InvalidInputError(f"baseline '{base_src.spec}' has no tokenizer")
-
-    t0 = time.perf_counter()
-    stream = tokenize_corpus(
-        corpus,
-        lambda s: list(tok.encode(s, add_special_tokens=False)),
-        separator_id=tok.eos_token_id,
-    )
-    plan = make_windows(
-        stream,
-        seq_len=seq_len,
-        n_preview=config.n_preview,
-        n_final=config.n_final,
-        seed=config.seed,
-    )
-    timings["windows"] = time.perf_counter() - t0
-    windows = [list(w.tokens) for w in plan.all_windows()]
-
-    say(f"baseline: {len(windows)} windows x {seq_len} tokens")
-    base = _measure_arm(base_loaded, windows, config.batch_size)
-    timings["measure_baseline"] = base.nll.telemetry.seconds
-
-    same = subj_src == base_src
-    if same:
-        # Identical source: measure the already-loaded weights again instead of loading a
-        # second copy. The subject's digest is computed independently all the same.
-        subj_loaded = base_loaded
+    evaluator = Evaluator(config, progress)
+    if config.edit is not None:
+        report = evaluator.judge_edit(config.edit, label=config.edit_label)
     else:
-        del base_loaded  # free the baseline before the subject loads (peak memory)
-        say(f"loading subject {subj_src.label}")
-        subj_loaded = load_model(
-            subj_src, device=config.device, dtype=config.dtype, net=config.net, tokenizer=False
-        )
-        timings["load_subject"] = subj_loaded.load_seconds
-        _check_vocab(subj_loaded, stream)
-    say(f"subject: {len(windows)} windows x {seq_len} tokens")
-    subj = _measure_arm(subj_loaded, windows, config.batch_size)
-    timings["measure_subject"] = subj.nll.telemetry.seconds
-
-    t0 = time.perf_counter()
-    report = _assemble(
-        config,
-        tier,
-        plan,
-        corpus_info=(corpus.provider, corpus.source, corpus.sha256, corpus.n_chars),
-        tokenizer_sha256=tokenizer_digest(tok),
-        separator_id=tok.eos_token_id,
-        base=base,
-        subj=subj,
-        same_source=same,
-        relax=relax,
-        timings=timings,
+        assert config.subject is not None
+        if parse_source(config.subject) != evaluator.base_src:
+            evaluator.release_baseline()  # peak memory: never two large models at once
+        report = evaluator.judge_source(config.subject, label=config.edit_label)
+    timings = {**report.provenance.timings, "total": time.perf_counter() - started}
+    return report.model_copy(
+        update={"provenance": report.provenance.model_copy(update={"timings": timings})}
     )
-    timings["derive"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - started
-    provenance = report.provenance.model_copy(update={"timings": dict(timings)})
-    return report.model_copy(update={"provenance": provenance})
 
 
 def tokenizer_digest(tok: Any) -> str:
@@ -182,30 +375,45 @@ def tokenizer_digest(tok: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _check_vocab(loaded: LoadedModel, stream: Any) -> None:
-    emb = loaded.model.get_input_embeddings()
-    rows = int(emb.weight.shape[0]) if emb is not None else None
-    top = int(stream.max()) if len(stream) else 0
-    if rows is not None and top >= rows:
-        raise InvalidInputError(
-            f"subject '{loaded.source.spec}' has {rows} token embeddings but the baseline "
-            f"tokenizer produces id {top}; the two models do not share a vocabulary"
-        )
+def _dataset_info(corpus: Any, plan: WindowPlan, tok_sha: str, sep: int | None) -> DatasetInfo:
+    return DatasetInfo(
+        provider=corpus.provider,
+        source=corpus.source,
+        corpus_sha256=corpus.sha256,
+        n_chars=corpus.n_chars,
+        tokenizer_sha256=tok_sha,
+        separator_id=sep,
+        seq_len=plan.seq_len,
+        seed=plan.seed,
+        n_preview=len(plan.preview),
+        n_final=len(plan.final),
+        candidates=plan.candidates,
+        duplicates=plan.duplicates,
+        tokens_available=plan.tokens_available,
+        plan_digest=plan.digest,
+        difficulty={
+            "preview_mean": plan.stats.preview_mean,
+            "final_mean": plan.stats.final_mean,
+            "gap": plan.stats.gap,
+            "candidate_std": plan.stats.candidate_std,
+        },
+    )
 
 
-def _measure_arm(loaded: LoadedModel, windows: list[list[int]], batch_size: int) -> _ArmRun:
-    nll = measure_nll(loaded.model, windows, batch_size=batch_size, device=loaded.device)
-    return _ArmRun(loaded=loaded, info=_model_info(loaded), nll=nll)
-
-
-def _model_info(loaded: LoadedModel) -> ModelInfo:
+def _model_info(
+    loaded: LoadedModel,
+    digest: WeightDigest,
+    *,
+    spec: str | None = None,
+    kind: str | None = None,
+    load_seconds: float | None = None,
+) -> ModelInfo:
     anatomy = describe(loaded.model)
-    digest = weight_digest(loaded.model)
-    src: ModelSource = loaded.source
+    src = loaded.source
     return ModelInfo(
-        spec=src.spec,
-        kind=src.kind,
-        label=src.label,
+        spec=spec or src.spec,
+        kind=kind or src.kind,
+        label=spec or src.label,
         resolved_revision=loaded.resolved_revision,
         architecture=anatomy.architecture,
         model_type=anatomy.model_type,
@@ -218,7 +426,7 @@ def _model_info(loaded: LoadedModel) -> ModelInfo:
         tied=[list(g) for g in anatomy.tied],
         dtype=loaded.dtype,
         device=loaded.device,
-        load_seconds=loaded.load_seconds,
+        load_seconds=loaded.load_seconds if load_seconds is None else load_seconds,
     )
 
 
@@ -238,103 +446,14 @@ def _split(plan: WindowPlan, nll: WindowNLL) -> tuple[WindowSet, WindowSet]:
     return make(plan.preview, 0, n_prev), make(plan.final, n_prev, len(values))
 
 
-def _arm(plan: WindowPlan, run: _ArmRun) -> Arm:
-    preview, final = _split(plan, run.nll)
-    return Arm(
-        model=run.info,
-        preview=preview,
-        final=final,
-        summary=derive.arm_summary(preview, final),
-        telemetry=TelemetryInfo(**run.nll.telemetry.to_dict()),
-    )
+def _empty_cache() -> None:
+    import gc
 
+    import torch
 
-def _assemble(
-    config: EvaluationConfig,
-    tier: TierPolicy,
-    plan: WindowPlan,
-    *,
-    corpus_info: tuple[str, dict[str, str], str, int],
-    tokenizer_sha256: str,
-    separator_id: int | None,
-    base: _ArmRun,
-    subj: _ArmRun,
-    same_source: bool,
-    relax: bool,
-    timings: dict[str, float],
-) -> EvaluationReport:
-    base_arm, subj_arm = _arm(plan, base), _arm(plan, subj)
-    boot_seed = config.seed + BOOTSTRAP_SEED_OFFSET
-    pm = derive.primary_metric(base_arm.final, subj_arm.final, tier, seed=boot_seed)
-    dr = derive.drift(base_arm.summary, subj_arm.summary, tier)
-    gate_list = derive.gates(
-        pm,
-        dr,
-        subj_arm.summary,
-        tier,
-        tokens_available=plan.tokens_available,
-        floor_relaxed=relax,
-    )
-    guards = GuardsSection()
-    provider, source, corpus_sha, n_chars = corpus_info
-    label = config.edit_label or ("noop" if same_source else "custom")
-    return EvaluationReport(
-        run_id=uuid.uuid4().hex[:12],
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        tool=ToolInfo(version=__version__),
-        status=derive.overall_status(gate_list, guards),
-        policy=PolicyInfo(
-            tier=tier,
-            digest=tier.digest(),
-            token_floor_relaxed=relax,
-            relax_reason=(
-                "embedded demo model: 64+64 short windows on CPU cannot reach the "
-                "tier's token floor"
-                if relax and config.relax_token_floor is None
-                else ("relaxed by --relax-token-floor" if relax else None)
-            ),
-        ),
-        dataset=DatasetInfo(
-            provider=provider,
-            source=source,
-            corpus_sha256=corpus_sha,
-            n_chars=n_chars,
-            tokenizer_sha256=tokenizer_sha256,
-            separator_id=separator_id,
-            seq_len=plan.seq_len,
-            seed=plan.seed,
-            n_preview=len(plan.preview),
-            n_final=len(plan.final),
-            candidates=plan.candidates,
-            duplicates=plan.duplicates,
-            tokens_available=plan.tokens_available,
-            plan_digest=plan.digest,
-            difficulty={
-                "preview_mean": plan.stats.preview_mean,
-                "final_mean": plan.stats.final_mean,
-                "gap": plan.stats.gap,
-                "candidate_std": plan.stats.candidate_std,
-            },
-        ),
-        edit=EditInfo(label=label, label_source="user" if config.edit_label else "inferred"),
-        baseline=base_arm,
-        subject=subj_arm,
-        primary_metric=pm,
-        drift=dr,
-        gates=gate_list,
-        guards=guards,
-        provenance=Provenance(
-            seeds={"windows": config.seed, "bootstrap": boot_seed},
-            versions=_versions(),
-            device=subj.loaded.device,
-            device_name=_device_name(subj.loaded.device),
-            dtype=subj.loaded.dtype,
-            batch_size=config.batch_size,
-            deterministic=_deterministic(),
-            timings=timings,
-            command=list(config.command),
-        ),
-    )
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _versions() -> dict[str, str]:

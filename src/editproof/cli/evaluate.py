@@ -49,8 +49,17 @@ def evaluate(
     baseline: str = typer.Option(
         ..., "--baseline", help="'demo', a local model dir, a .gguf file or org/name@rev."
     ),
-    subject: str = typer.Option(
-        ..., "--subject", help="The model to judge against the baseline (same forms)."
+    subject: str | None = typer.Option(
+        None, "--subject", help="A checkpoint to judge against the baseline (same forms)."
+    ),
+    edit: str | None = typer.Option(
+        None, "--edit", help="Judge the baseline with this edit or fault applied in memory."
+    ),
+    tuned_params: str | None = typer.Option(
+        None,
+        "--tuned-params",
+        help="tuned_edit_params.json for 'clean' specs "
+        "[$PACK_TUNED_EDIT_PARAMS_FILE, else shipped defaults].",
     ),
     tier: str = typer.Option("balanced", "--tier", help="balanced, conservative or aggressive."),
     provider: str = typer.Option(
@@ -100,16 +109,15 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line."),
 ) -> None:
     """Evaluate SUBJECT against BASELINE on identical token windows."""
-    from editproof.evaluation import EvaluationConfig
+    from editproof.evaluation import EvaluationConfig, check_config
     from editproof.evaluation import evaluate as run_evaluation
 
     n_preview, n_final = parse_windows(windows)
-    target = out or Path("editproof_runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"
-    prepare_output_dir(target, force=force)
-    _quiet_libraries()
     config = EvaluationConfig(
         baseline=baseline,
         subject=subject,
+        edit=edit,
+        tuned_params=tuned_params,
         tier=tier,
         provider=provider,
         data_path=data,
@@ -129,6 +137,10 @@ def evaluate(
         edit_label=edit_label,
         command=["editproof", *sys.argv[1:]],
     )
+    check_config(config)  # typos fail here, before any directory is created
+    target = out or Path("editproof_runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"
+    prepare_output_dir(target, force=force)
+    _quiet_libraries()
     say = (lambda _m: None) if quiet else (lambda m: typer.echo(f"· {m}", err=True))
     report = run_evaluation(config, progress=say)
     atomic_write_text(target / REPORT_NAME, report_json(report))

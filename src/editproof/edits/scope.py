@@ -32,12 +32,14 @@ if TYPE_CHECKING:
 
 ScopeFamily = Literal["ffn", "attn", "all"]
 SCOPE_FAMILIES: tuple[ScopeFamily, ...] = ("ffn", "attn", "all")
-LAST = "last"
+LAST: Literal["last"] = "last"
 
 _SCOPE = re.compile(r"^(?P<family>[a-z_]+)(?:@(?P<key>[a-z_]+)=(?P<value>[^@]*))?$")
 # MoE routers sit under mlp/block_sparse_moe and so look like ffn by name; they are excluded
 # because quantizing or pruning them changes routing, which is not what an ffn edit means.
-_ROUTER = re.compile(r"\.(?:mlp|block_sparse_moe|moe)\.(?:gate|router|shared_expert_gate)(?:\.weight)?$")
+_ROUTER = re.compile(
+    r"\.(?:mlp|block_sparse_moe|moe)\.(?:gate|router|shared_expert_gate)(?:\.weight)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def parse_scope(text: str) -> Scope:
     if match is None:
         raise UsageError(f"bad scope '{text}': expected <family>[@layer=N|@layers=N]")
     key, value = match.group("key"), match.group("value")
-    fam: ScopeFamily = family  # type: ignore[assignment]  # checked against SCOPE_FAMILIES
+    fam: ScopeFamily = family
     if key is None:
         return Scope(fam)
     if key == "layer":
@@ -95,7 +97,9 @@ def parse_scope(text: str) -> Scope:
 
 def _int(value: str, text: str, key: str, minimum: int) -> int:
     if not re.fullmatch(r"\d+", value) or int(value) < minimum:
-        raise UsageError(f"bad scope '{text}': {key} must be an integer >= {minimum}, got '{value}'")
+        raise UsageError(
+            f"bad scope '{text}': {key} must be an integer >= {minimum}, got '{value}'"
+        )
     return int(value)
 
 
@@ -217,3 +221,37 @@ def has_role(name: str, role: str) -> bool:
 
 def is_qkv(name: str) -> bool:
     return any(has_role(name, role) for role in _QKV)
+
+
+def parse_layers(text: str) -> tuple[int, int | None]:
+    """``all`` -> (0, None); ``N`` -> (N, N); ``A-B`` -> (A, B), inclusive."""
+    if text == "all":
+        return 0, None
+    low, sep, high = text.partition("-")
+    if low.isdigit() and (high.isdigit() if sep else True):
+        first, last = int(low), int(high) if sep else int(low)
+        if first <= last:
+            return first, last
+    raise UsageError(f"layers must be 'all', 'N' or 'A-B' with A <= B, got '{text}'")
+
+
+def select_targets(
+    model: Any, *, family: str, layers: str, role: str, include_qkv: bool
+) -> list[Target]:
+    """Probe targets: ``family`` (``mlp`` = ffn) weights of ``role`` in a layer range.
+
+    q/k/v projections are left out unless ``include_qkv`` (or the role asks for them).
+    """
+    fam = "ffn" if family == "mlp" else family
+    families = ("attn", "ffn") if fam == "all" else (fam,)
+    first, last = parse_layers(layers)
+
+    def layer_ok(layer: int | None) -> bool:
+        return layer is not None and layer >= first and (last is None or layer <= last)
+
+    skip_qkv = not include_qkv and role not in _QKV
+    return [
+        t
+        for t in find_targets(model, families, layer_ok)
+        if has_role(t.name, role) and not (skip_qkv and is_qkv(t.name))
+    ]

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from editproof.edits.scope import ROLES, Scope, parse_layers, parse_scope, suggest
 from editproof.errors import UsageError
-from editproof.edits.scope import ROLES, Scope, parse_scope, suggest
 
 ParamValue = int | float | str | bool
 Kind = Literal["noop", "edit", "fault", "probe"]
@@ -116,7 +116,7 @@ class EditSpec:
 
     @property
     def canonical(self) -> str:
-        """Normalised spec text (aliases expanded, defaults not shown)."""
+        """Normalised spec text: aliases expanded; probes show only overridden params."""
         return format_spec(self.type, self.params, self.scope, clean=self.clean)
 
 
@@ -127,9 +127,9 @@ def format_spec(
         names, _ = _EDIT_PARAMS[edit_type]
         values = [CLEAN] if clean else [_fmt(params[n]) for n in names]
         return ":".join([edit_type, *values, scope.text if scope else "?"])
-    if params and edit_type in PROBE_TYPES:
-        return f"{edit_type}:" + ",".join(f"{k}={_fmt(v)}" for k, v in params.items())
-    return edit_type
+    defaults = PROBE_DEFAULTS.get(edit_type, {})
+    overrides = [f"{k}={_fmt(v)}" for k, v in params.items() if defaults.get(k) != v]
+    return f"{edit_type}:{','.join(overrides)}" if overrides else edit_type
 
 
 def _fmt(value: ParamValue) -> str:
@@ -265,23 +265,10 @@ def _check_probe_value(key: str, value: ParamValue) -> None:
     if key == "family" and value not in ("ffn", "attn", "all", "mlp"):
         raise UsageError(f"family must be ffn, attn or all, got '{value}'")
     if key == "target" and value not in ROLES:
-        raise UsageError(
-            f"target must be one of {', '.join(ROLES)}, got '{value}'{suggest(str(value), tuple(ROLES))}"
-        )
+        hint = suggest(str(value), tuple(ROLES))
+        raise UsageError(f"target must be one of {', '.join(ROLES)}, got '{value}'{hint}")
     if key == "layers":
         parse_layers(str(value))
-
-
-def parse_layers(text: str) -> tuple[int, int | None]:
-    """``all`` -> (0, None); ``N`` -> (N, N); ``A-B`` -> (A, B), inclusive."""
-    if text == "all":
-        return 0, None
-    low, sep, high = text.partition("-")
-    if low.isdigit() and (high.isdigit() if sep else True):
-        first, last = int(low), int(high) if sep else int(low)
-        if first <= last:
-            return first, last
-    raise UsageError(f"layers must be 'all', 'N' or 'A-B' with A <= B, got '{text}'")
 
 
 def _int_in(value: object, name: str, low: int | None, high: int | None) -> int:
@@ -291,7 +278,9 @@ def _int_in(value: object, name: str, low: int | None, high: int | None) -> int:
     elif isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
         number = int(value)
     if number is None or (low is not None and number < low) or (high is not None and number > high):
-        bounds = f" in {low}..{high}" if high is not None else f" >= {low}" if low is not None else ""
+        bounds = (
+            f" in {low}..{high}" if high is not None else f" >= {low}" if low is not None else ""
+        )
         raise UsageError(f"{name} must be an integer{bounds}, got '{value}'")
     return number
 

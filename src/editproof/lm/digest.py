@@ -49,15 +49,30 @@ def weight_digest(model: Any, names: list[str] | None = None) -> WeightDigest:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         hashed = dict(zip(unique, pool.map(tensor_sha256, unique.values()), strict=True))
     lines: dict[str, str] = {}
-    total = hashlib.sha256()
     n_bytes = 0
     for name in keys:
         t = state[name]
         dtype = str(t.dtype).removeprefix("torch.")
-        line = f"{dtype} {list(t.shape)} {hashed[key_of[name]]}"
-        lines[name] = line
-        total.update(f"{name}\t{line}\n".encode())
+        lines[name] = f"{dtype} {list(t.shape)} {hashed[key_of[name]]}"
         n_bytes += t.numel() * t.element_size()
     return WeightDigest(
-        sha256=total.hexdigest(), tensors=lines, n_tensors=len(keys), n_bytes=n_bytes
+        sha256=digest_from_lines(lines), tensors=lines, n_tensors=len(keys), n_bytes=n_bytes
     )
+
+
+def digest_from_lines(lines: dict[str, str]) -> str:
+    """The model digest from per-tensor lines: sha256 over ``name\tline\n`` in name order.
+
+    Lets an edit compute the edited model's digest by rehashing only the tensors it touched.
+    """
+    total = hashlib.sha256()
+    for name in sorted(lines):
+        total.update(f"{name}\t{lines[name]}\n".encode())
+    return total.hexdigest()
+
+
+def aliases(model: Any, names: list[str]) -> list[str]:
+    """``names`` plus every state-dict name sharing storage with one of them (tied weights)."""
+    state = model.state_dict()
+    ptrs = {state[n].data_ptr() for n in names if n in state}
+    return sorted({n for n, t in state.items() if t.data_ptr() in ptrs} | set(names) & set(state))

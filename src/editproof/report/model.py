@@ -190,10 +190,19 @@ class DatasetInfo(_Model):
 
 
 class EditInfo(_Model):
+    """How the subject came to be: ``noop``, ``custom`` (a checkpoint) or an in-memory edit.
+
+    For in-memory edits ``record`` is the edit's measured EditRecord, ``tuned_source`` names
+    the tuned-params file a ``clean`` spec resolved from, and ``restore_verified`` says the
+    baseline's exact weights (per-tensor sha256) were back after the subject was measured.
+    """
+
     label: str
     label_source: Literal["inferred", "user"]
     spec: str | None = None
     record: dict[str, Any] | None = None
+    tuned_source: str | None = None
+    restore_verified: bool | None = None
 
 
 class PolicyInfo(_Model):

@@ -1,0 +1,186 @@
+"""Tuned edit params (``tuned_edit_params.json``): what a ``clean`` spec means per model.
+
+A clean spec such as ``quant_rtn:clean:ffn`` is resolved from the model's own entry, else
+from ``defaults``. An entry may carry a ``scope`` that refines the spec's scope (same family,
+e.g. ``ffn@layer=last`` for ``lowrank_svd:clean:ffn``); ``last`` becomes a concrete layer once
+the model's layer count is known.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, JsonValue, PrivateAttr, ValidationError, model_validator
+
+from editproof.edits.scope import Scope, parse_scope
+from editproof.edits.spec import EditSpec, ParamValue, format_spec, validate_params
+from editproof.errors import InvalidInputError, NotFoundError, OutputError, UsageError
+
+FORMAT = "editproof.tuned-edit-params"
+FILE_NAME = "tuned_edit_params.json"
+EditType = Literal["quant_rtn", "fp8_quant", "magnitude_prune", "lowrank_svd"]
+
+
+class TunedEntry(BaseModel):
+    """Chosen params for one edit type; ``params`` may also hold a ``scope``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: Literal["selected", "skipped"]
+    params: dict[str, int | float | str] = {}
+    reason: str
+    evidence: dict[str, JsonValue] | None = None
+
+
+class TunedParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal["editproof.tuned-edit-params"] = "editproof.tuned-edit-params"
+    schema_version: Literal[1] = 1
+    defaults: dict[EditType, TunedEntry] = {}
+    models: dict[str, dict[EditType, TunedEntry]] = {}
+    _source: str = PrivateAttr(default="built-in tuned defaults")
+
+    @property
+    def source(self) -> str:
+        """Where these params came from (file path), for error messages."""
+        return self._source
+
+    @model_validator(mode="after")
+    def _params_match_types(self) -> TunedParams:
+        entries = [(f"defaults.{t}", t, e) for t, e in self.defaults.items()]
+        for model_id, per_model in self.models.items():
+            entries += [(f"models.{model_id}.{t}", t, e) for t, e in per_model.items()]
+        for path, edit_type, entry in entries:
+            if entry.status == "selected":
+                try:
+                    entry_params(edit_type, entry)
+                except UsageError as exc:
+                    raise ValueError(f"{path}.params: {exc.message}") from None
+        return self
+
+
+def entry_params(edit_type: str, entry: TunedEntry) -> tuple[dict[str, ParamValue], Scope | None]:
+    """The entry's validated params and optional scope (UsageError when invalid)."""
+    raw = {k: v for k, v in entry.params.items() if k != "scope"}
+    scope_text = entry.params.get("scope")
+    scope = parse_scope(str(scope_text)) if scope_text is not None else None
+    return validate_params(edit_type, raw), scope
+
+
+def default_tuned() -> TunedParams:
+    """Shipped defaults: the reference clean specs (4-bit g32, fp8 e5m2, 12% prune, rank 32)."""
+    why = "reference clean spec"
+    return TunedParams(
+        defaults={
+            "quant_rtn": TunedEntry(
+                status="selected", params={"bits": 4, "group_size": 32, "scope": "ffn"}, reason=why
+            ),
+            "fp8_quant": TunedEntry(
+                status="selected", params={"format": "e5m2", "scope": "ffn"}, reason=why
+            ),
+            "magnitude_prune": TunedEntry(
+                status="selected", params={"sparsity": 0.12, "scope": "ffn"}, reason=why
+            ),
+            "lowrank_svd": TunedEntry(
+                status="selected", params={"rank": 32, "scope": "ffn@layer=last"}, reason=why
+            ),
+        }
+    )
+
+
+def load_tuned(path: str | Path) -> TunedParams:
+    """Read and validate a tuned params file; errors name the file and the bad field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(f"tuned params file not found: {path}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read tuned params file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})"
+        ) from None
+    try:
+        tuned = TunedParams.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInputError(f"{path}: {_first_error(exc)}") from None
+    tuned._source = str(path)
+    return tuned
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+def save_tuned(path: str | Path, tuned: TunedParams) -> None:
+    """Write atomically: a temp file in the same directory, fsynced, then renamed over."""
+    path = Path(path)
+    text = json.dumps(tuned.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise OutputError(f"cannot write tuned params file {path}: {exc.strerror}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def resolve_clean(
+    spec: EditSpec, model_id: str, tuned: TunedParams, *, n_layers: int | None = None
+) -> EditSpec:
+    """Concrete spec for a ``clean`` spec (other specs are returned unchanged).
+
+    Uses ``models[model_id][type]``, else ``defaults[type]``. With ``n_layers`` a
+    ``layer=last`` scope is made concrete; without it, it resolves against the model later.
+    """
+    if not spec.clean:
+        return spec
+    per_model = tuned.models.get(model_id, {})
+    entry = per_model.get(spec.type) or tuned.defaults.get(spec.type)  # type: ignore[call-overload]
+    if entry is None:
+        raise InvalidInputError(
+            f"no tuned params for edit '{spec.type}' on model '{model_id}' in {tuned.source} "
+            f"(neither models.{model_id}.{spec.type} nor defaults.{spec.type})"
+        )
+    if entry.status == "skipped":
+        raise InvalidInputError(
+            f"edit '{spec.type}' is skipped for model '{model_id}' in {tuned.source}: "
+            f"{entry.reason}"
+        )
+    try:
+        params, scope = entry_params(spec.type, entry)
+    except UsageError as exc:  # only reachable for entries built without validation
+        raise InvalidInputError(f"{tuned.source}: {spec.type}: {exc.message}") from None
+    assert spec.scope is not None  # clean specs always carry a scope
+    # An explicit layer selector in the spec wins; a bare family is refined by the entry.
+    if scope is None or spec.scope.text != spec.scope.family:
+        scope = spec.scope
+    elif scope.family != spec.scope.family:
+        raise InvalidInputError(
+            f"tuned scope '{scope.text}' for '{spec.type}' on model '{model_id}' in "
+            f"{tuned.source} does not refine the spec's scope '{spec.scope.text}'"
+        )
+    if n_layers is not None:
+        scope = scope.with_layer_count(n_layers)
+    text = format_spec(spec.type, params, scope)
+    return EditSpec(spec.type, MappingProxyType(params), scope, text, resolved_from=spec.text)
