@@ -6,7 +6,13 @@ measures what a real 7B checkpoint would, with nothing to download.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# Benchmarks print tables; library progress bars would interleave with them.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHAPES: dict[str, dict[str, Any]] = {
     # MistralConfig defaults: 7.24B parameters, GQA with 8 KV heads, vocab 32k.
@@ -55,3 +61,24 @@ def build(name: str, device: str, dtype: Any) -> tuple[Any, int]:
         model = model_cls._from_config(config, dtype=dtype)
     model.eval().requires_grad_(False)
     return model, int(config.vocab_size)
+
+
+def train_tokenizer(vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer trained on the stdlib's pydoc text (offline, seconds)."""
+    import pydoc_data.topics
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [v for _, v in sorted(pydoc_data.topics.topics.items())]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<eos>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>")

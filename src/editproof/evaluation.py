@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from editproof import __version__
 from editproof.data import WindowPlan, load_corpus, make_windows, tokenize_corpus
-from editproof.edits import EditSpec, applied, parse_spec, resolve_clean
+from editproof.edits import EditRecord, EditSpec, applied, parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, default_tuned, load_tuned
 from editproof.errors import EvaluationError, InvalidInputError, NotFoundError, UsageError
 from editproof.lm import LoadedModel, describe, load_model, parse_source, weight_digest
 from editproof.lm.digest import WeightDigest, aliases, digest_from_lines
+from editproof.lm.save import read_edit_metadata
 from editproof.lm.sources import ModelSource
 from editproof.measure import WindowNLL, measure_nll
 from editproof.policy import load_tier
@@ -204,9 +207,17 @@ class Evaluator:
         info = _model_info(loaded, weight_digest(loaded.model))
         timings["digest_subject"] = time.perf_counter() - t0
         same = src == self.base_src
+        meta = read_edit_metadata(src.path) if src.kind == "local" and src.path else None
+        claimed = meta.get("edit", {}) if meta else {}
         edit = EditInfo(
             label=label or ("noop" if same else "custom"),
             label_source="user" if label else "inferred",
+            spec=claimed.get("spec"),
+            record=_claimed_record(claimed.get("record")),
+            tuned_source=claimed.get("tuned_source"),
+            claimed_digest_match=(meta.get("weight_sha256") == info.weight_sha256)
+            if meta
+            else None,
         )
         return self._report(self._arm(info, nll), edit, timings)
 
@@ -444,6 +455,14 @@ def _split(plan: WindowPlan, nll: WindowNLL) -> tuple[WindowSet, WindowSet]:
         )
 
     return make(plan.preview, 0, n_prev), make(plan.final, n_prev, len(values))
+
+
+def _claimed_record(raw: object) -> dict[str, Any] | None:
+    """A checkpoint's claimed EditRecord, kept only if it is a well-formed one."""
+    try:
+        return EditRecord.model_validate(raw).model_dump(mode="json")
+    except ValidationError:
+        return None
 
 
 def _empty_cache() -> None:

@@ -18,8 +18,10 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from editproof import __version__
+from editproof.cli import edit as edit_cmd
 from editproof.cli import evaluate as evaluate_cmd
 from editproof.cli import report as report_cmd
+from editproof.cli import tune as tune_cmd
 from editproof.errors import EXIT_INTERNAL, EditproofError
 
 app = typer.Typer(
@@ -31,6 +33,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("edit")(edit_cmd.edit)
+app.command("tune")(tune_cmd.tune)
 app.add_typer(report_cmd.app, name="report")
 
 

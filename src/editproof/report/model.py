@@ -195,6 +195,9 @@ class EditInfo(_Model):
     For in-memory edits ``record`` is the edit's measured EditRecord, ``tuned_source`` names
     the tuned-params file a ``clean`` spec resolved from, and ``restore_verified`` says the
     baseline's exact weights (per-tensor sha256) were back after the subject was measured.
+    For a checkpoint written by ``editproof edit --save``, ``spec``/``record`` come from its
+    ``edit_metadata.json`` and ``claimed_digest_match`` says whether the weights loaded still
+    have the digest that file claims (False after a dtype change or any later modification).
     """
 
     label: str
@@ -203,6 +206,7 @@ class EditInfo(_Model):
     record: dict[str, Any] | None = None
     tuned_source: str | None = None
     restore_verified: bool | None = None
+    claimed_digest_match: bool | None = None
 
 
 class PolicyInfo(_Model):

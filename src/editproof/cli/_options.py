@@ -1,0 +1,77 @@
+"""Options shared by several commands, declared once so their help text cannot drift."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import typer
+
+from editproof.errors import UsageError
+
+BASELINE = typer.Option(
+    ..., "--baseline", help="'demo', a local model dir, a .gguf file or org/name@rev."
+)
+TUNED_PARAMS = typer.Option(
+    None,
+    "--tuned-params",
+    help="tuned_edit_params.json for 'clean' specs "
+    "[$PACK_TUNED_EDIT_PARAMS_FILE, else shipped defaults].",
+)
+TIER = typer.Option("balanced", "--tier", help="balanced, conservative or aggressive.")
+PROVIDER = typer.Option(
+    "pydoc", "--provider", help="Text: pydoc (offline default), text, jsonl or hf."
+)
+DATA = typer.Option(None, "--data", help="File or folder for the text/jsonl providers.")
+FIELD = typer.Option("text", "--field", help="JSON field (jsonl) or column (hf) holding the text.")
+DATASET = typer.Option(None, "--dataset", help="Hugging Face dataset name (hf provider).")
+DATASET_CONFIG = typer.Option(None, "--dataset-config", help="Dataset configuration (hf).")
+SPLIT = typer.Option("validation", "--split", help="Dataset split (hf).")
+SEQ_LEN = typer.Option(None, "--seq-len", help="Tokens per window [512; 256 for demo].")
+WINDOWS = typer.Option("64", "--windows", help="Windows per set: N, or PREVIEW:FINAL.")
+BATCH_SIZE = typer.Option(8, "--batch-size", help="Windows per forward pass.")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+DTYPE = typer.Option("auto", "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
+NET = typer.Option(0, "--net", min=0, max=1, help="1 allows downloads; 0 uses local caches only.")
+SEED = typer.Option(42, "--seed", help="Seed of the window split (the bootstrap uses seed+503).")
+RELAX = typer.Option(
+    None,
+    "--relax-token-floor/--strict-token-floor",
+    help="Relax the tier's token floor (recorded). Default: relaxed only for the demo model.",
+)
+QUIET = typer.Option(False, "--quiet", "-q", help="Print only the verdict line(s).")
+
+
+def parse_windows(text: str) -> tuple[int, int]:
+    """``64`` -> 64 preview + 64 final; ``32:96`` -> 32 preview + 96 final."""
+    parts = text.split(":")
+    try:
+        counts = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"--windows '{text}': use N or PREVIEW:FINAL, e.g. 64 or 32:96") from None
+    if len(counts) == 1:
+        counts = counts * 2
+    if len(counts) != 2 or min(counts) < 1:
+        raise UsageError(f"--windows '{text}': use N or PREVIEW:FINAL with positive counts")
+    return counts[0], counts[1]
+
+
+def quiet_libraries() -> None:
+    """Silence library progress bars and advisories that would bury our one-line messages."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def progress(quiet: bool) -> Callable[[str], None]:
+    """Progress lines go to stderr, so stdout stays the verdict alone."""
+
+    def say(message: str) -> None:
+        if not quiet:
+            typer.echo(f"· {message}", err=True)
+
+    return say

@@ -1,0 +1,89 @@
+"""``editproof tune``: find the most aggressive passing params and record them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from editproof.cli import _options as _o
+
+
+def tune(
+    baseline: str = _o.BASELINE,
+    edit_types: list[str] = typer.Option(
+        ...,
+        "--edit-type",
+        help="quant_rtn, fp8_quant, magnitude_prune or lowrank_svd "
+        "(repeat the option for several).",
+    ),
+    out: Path = typer.Option(
+        Path("tuned_edit_params.json"), "--out", help="Tuned params file to create or update."
+    ),
+    model_id: str | None = typer.Option(
+        None, "--model-id", help="Key under 'models' [hub id, 'demo', or the directory name]."
+    ),
+    scope: str | None = typer.Option(
+        None, "--scope", help="Scope to tune [ffn; ffn@layer=last for lowrank_svd]."
+    ),
+    group_size: int = typer.Option(32, "--group-size", help="Group size for quant_rtn."),
+    tier: str = _o.TIER,
+    provider: str = _o.PROVIDER,
+    data: str | None = _o.DATA,
+    field: str = _o.FIELD,
+    seq_len: int | None = _o.SEQ_LEN,
+    windows: str = _o.WINDOWS,
+    batch_size: int = _o.BATCH_SIZE,
+    device: str = _o.DEVICE,
+    dtype: str = _o.DTYPE,
+    net: int = _o.NET,
+    seed: int = _o.SEED,
+    relax_token_floor: bool | None = _o.RELAX,
+    quiet: bool = _o.QUIET,
+) -> None:
+    """Bisect each edit type's parameters against the tier gates on BASELINE."""
+    from editproof.edits import TunedParams, load_tuned, parse_scope, save_tuned
+    from editproof.evaluation import EvaluationConfig, Evaluator, check_config, model_key
+    from editproof.lm import parse_source
+    from editproof.tuning import candidates, merge, tune_edit_type
+
+    for edit_type in edit_types:
+        candidates(edit_type)  # unknown types fail before anything loads
+    if scope is not None:
+        parse_scope(scope)
+    existing = load_tuned(out) if out.exists() else TunedParams()
+    n_preview, n_final = _o.parse_windows(windows)
+    config = EvaluationConfig(
+        baseline=baseline,
+        edit="noop",
+        tier=tier,
+        provider=provider,
+        data_path=data,
+        data_field=field,
+        seq_len=seq_len,
+        n_preview=n_preview,
+        n_final=n_final,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        net=bool(net),
+        seed=seed,
+        relax_token_floor=relax_token_floor,
+    )
+    check_config(config)
+    key = model_id or model_key(parse_source(baseline))
+    _o.quiet_libraries()
+    say = _o.progress(quiet)
+    evaluator = Evaluator(config, say)
+    results = []
+    for edit_type in edit_types:
+        result = tune_edit_type(
+            evaluator, edit_type, scope=scope, group_size=group_size, progress=say
+        )
+        results.append(result)
+        entry = result.entry
+        chosen = ", ".join(f"{k}={v}" for k, v in entry.params.items()) or "-"
+        typer.echo(f"{edit_type}: {entry.status} ({chosen}) — {entry.reason}")
+        # Save after every type, so an interrupted tune keeps what it already found.
+        save_tuned(out, merge(existing, key, results))
+    typer.echo(f"wrote {out} (models.{key})")
