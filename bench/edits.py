@@ -52,9 +52,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_edit(model: Any, spec: str, device: str, baseline_sha: str) -> dict[str, Any]:
+def time_edit(
+    model: Any, spec: str, device: str, baseline_sha: str, baseline_fp: dict[str, Any]
+) -> dict[str, Any]:
     from editproof.edits import apply_edit
     from editproof.lm import weight_digest
+    from editproof.lm.digest import fingerprints
 
     _sync(device)
     t0 = time.perf_counter()
@@ -64,15 +67,19 @@ def time_edit(model: Any, spec: str, device: str, baseline_sha: str) -> dict[str
     handle.restore()
     _sync(device)
     t2 = time.perf_counter()
-    digest = weight_digest(model).sha256
+    same_fp = fingerprints(model) == baseline_fp
+    _sync(device)
     t3 = time.perf_counter()
-    if digest != baseline_sha:
+    digest = weight_digest(model).sha256
+    t4 = time.perf_counter()
+    if digest != baseline_sha or not same_fp:
         raise SystemExit(f"restore of {spec} did not give back the baseline weights")
     return {
         "spec": spec,
         "apply_s": t1 - t0,
         "restore_s": t2 - t1,
-        "verify_s": t3 - t2,
+        "fingerprint_s": t3 - t2,
+        "verify_s": t4 - t3,
         "tensors": len(handle.record.tensors),
         "rel_error": handle.record.rel_error,
     }
@@ -112,6 +119,7 @@ def main() -> None:
     from _models import build
 
     from editproof.lm import weight_digest
+    from editproof.lm.digest import fingerprints
     from editproof.lm.loading import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
@@ -120,13 +128,16 @@ def main() -> None:
     t0 = time.perf_counter()
     baseline_sha = weight_digest(model).sha256
     digest_s = time.perf_counter() - t0
+    baseline_fp = fingerprints(model)
     n_params = sum(p.numel() for p in model.parameters())
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     print(
         f"model {args.model} ({n_params / 1e9:.2f}B, {dtype}) on {name}; "
         f"full weight digest {digest_s:.2f}s"
     )
-    rows = [time_edit(model, spec, device, baseline_sha) for spec in args.specs.split(",")]
+    rows = [
+        time_edit(model, spec, device, baseline_sha, baseline_fp) for spec in args.specs.split(",")
+    ]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="editproof-bench-"))
     disk = save_reload(model, device, dtype, workdir)
     per_edit_disk = disk["save_s"] + disk["reload_s"]
@@ -134,13 +145,13 @@ def main() -> None:
         f"save + reload a full copy: {disk['save_s']:.2f}s + {disk['reload_s']:.2f}s "
         f"({disk['bytes'] / 1e9:.2f} GB)"
     )
-    print(f"{'edit':34} {'apply':>8} {'restore':>8} {'verify':>8} {'vs disk':>9}")
+    print(f"{'edit':34} {'apply':>8} {'restore':>8} {'fp-check':>8} {'sha256':>8} {'vs disk':>9}")
     for row in rows:
         mem = row["apply_s"] + row["restore_s"]
         row["disk_over_memory"] = per_edit_disk / mem if mem > 0 else float("inf")
         print(
             f"{row['spec']:34} {row['apply_s']:8.3f} {row['restore_s']:8.3f} "
-            f"{row['verify_s']:8.3f} {row['disk_over_memory']:8.1f}x"
+            f"{row['fingerprint_s']:8.3f} {row['verify_s']:8.3f} {row['disk_over_memory']:8.1f}x"
         )
     print(
         json.dumps(

@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from editproof.edits import EditRecord, EditSpec, applied, parse_spec, resolve_c
 from editproof.edits.tuned import TunedParams, default_tuned, load_tuned
 from editproof.errors import EvaluationError, InvalidInputError, NotFoundError, UsageError
 from editproof.lm import LoadedModel, describe, load_model, parse_source, weight_digest
-from editproof.lm.digest import WeightDigest, aliases, digest_from_lines
+from editproof.lm.digest import WeightDigest, aliases, digest_from_lines, fingerprints
 from editproof.lm.save import read_edit_metadata
 from editproof.lm.sources import ModelSource
 from editproof.measure import WindowNLL, measure_nll
@@ -162,12 +163,16 @@ class Evaluator:
         self.windows = [list(w.tokens) for w in self.plan.all_windows()]
         self.dataset = _dataset_info(corpus, self.plan, tokenizer_digest(tok), tok.eos_token_id)
 
-        self._say(f"baseline: {len(self.windows)} windows x {seq_len} tokens")
-        nll = self._measure(self._model)
-        self.timings["measure_baseline"] = nll.telemetry.seconds
-        t0 = time.perf_counter()
-        self.base_digest = weight_digest(self._model.model)
-        self.timings["digest_baseline"] = time.perf_counter() - t0
+        # The sha256 pass (CPU and copy engine) overlaps the baseline measurement (GPU).
+        self.base_fingerprints = fingerprints(self._model.model)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            digest_job = pool.submit(_timed_digest, self._model.model)
+            self._say(f"baseline: {len(self.windows)} windows x {seq_len} tokens")
+            nll = self._measure(self._model)
+            self.timings["measure_baseline"] = nll.telemetry.seconds
+            t0 = time.perf_counter()
+            self.base_digest, self.timings["digest_baseline"] = digest_job.result()
+            self.timings["digest_baseline_wait"] = time.perf_counter() - t0
         self.baseline = self._arm(_model_info(self._model, self.base_digest), nll)
 
     @property
@@ -251,7 +256,7 @@ class Evaluator:
                 load_seconds=0.0,
             )
         t0 = time.perf_counter()
-        self._verify_restore(loaded)
+        self._verify_restore(loaded, record.tensors)
         timings["restore_verify"] = time.perf_counter() - t0
         info_edit = EditInfo(
             label=label or spec.label,
@@ -292,13 +297,20 @@ class Evaluator:
             n_bytes=self.base_digest.n_bytes,
         )
 
-    def _verify_restore(self, loaded: LoadedModel) -> None:
-        after = weight_digest(loaded.model)
-        if after.sha256 != self.base_digest.sha256:
-            changed = [k for k, v in after.tensors.items() if self.base_digest.tensors.get(k) != v]
+    def _verify_restore(self, loaded: LoadedModel, touched: list[str]) -> None:
+        """Touched tensors: sha256 equal to the baseline's; every tensor: same fingerprint."""
+        after = fingerprints(loaded.model)
+        changed = sorted(
+            set(after) ^ set(self.base_fingerprints)
+            | {k for k in after if self.base_fingerprints.get(k) != after[k]}
+        )
+        names = [n for n in aliases(loaded.model, touched) if n in self.base_digest.tensors]
+        rehashed = weight_digest(loaded.model, names).tensors
+        changed += [n for n in names if rehashed[n] != self.base_digest.tensors[n]]
+        if changed:
             raise EvaluationError(
                 f"restoring the baseline after the edit left {len(changed)} tensor(s) "
-                f"different (first: {changed[:1]}); results after this point are unsafe"
+                f"different (first: {changed[0]}); results after this point are unsafe"
             )
 
     def _check_vocab(self, loaded: LoadedModel) -> None:
@@ -455,6 +467,11 @@ def _split(plan: WindowPlan, nll: WindowNLL) -> tuple[WindowSet, WindowSet]:
         )
 
     return make(plan.preview, 0, n_prev), make(plan.final, n_prev, len(values))
+
+
+def _timed_digest(model: Any) -> tuple[WeightDigest, float]:
+    t0 = time.perf_counter()
+    return weight_digest(model), time.perf_counter() - t0
 
 
 def _claimed_record(raw: object) -> dict[str, Any] | None:
