@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def write_corpus(path: Path, limit: int = 6_000_000) -> Path:
     """Python's own docs and sources as one text file: enough tokens for 200+200 windows."""
+    import os
     import pydoc_data.topics
-    import sysconfig
 
     parts = [v for _, v in sorted(pydoc_data.topics.topics.items())]
     size = sum(len(p) for p in parts)
-    for src in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+    for src in sorted(Path(os.__file__).parent.glob("*.py")):
         if size >= limit:
             break
         text = src.read_text(encoding="utf-8", errors="replace")
