@@ -24,12 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def write_corpus(path: Path, limit: int = 6_000_000) -> Path:
     """Python's own docs and sources as one text file: enough tokens for 200+200 windows."""
-    import os
     import pydoc_data.topics
 
     parts = [v for _, v in sorted(pydoc_data.topics.topics.items())]
     size = sum(len(p) for p in parts)
-    for src in sorted(Path(os.__file__).parent.glob("*.py")):
+    for src in sorted(Path(transformers.__file__).parent.rglob("*.py")):
         if size >= limit:
             break
         text = src.read_text(encoding="utf-8", errors="replace")

@@ -17,9 +17,10 @@ import numpy as np
 
 from editproof.errors import EvaluationError, InvalidInputError
 
-# Bytes of fp32 logits allowed per chunk. 256 MiB keeps CPU caches and GPU memory calm while
-# the chunks stay large enough to run the lm_head matmul near peak.
+# Bytes of fp32 logits allowed per chunk: 256 MiB on CPU keeps caches calm; 1 GiB on a GPU
+# keeps the lm_head matmuls large and the kernel count low (128k-vocab models).
 LOGITS_CHUNK_BYTES = 256 * 1024 * 1024
+LOGITS_CHUNK_BYTES_CUDA = 1024 * 1024 * 1024
 # Config attributes that change logits after the head; models with them take the safe path.
 _HEAD_MODIFIERS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier")
 
@@ -168,7 +169,8 @@ def _batch_nll(
     states = hidden[:, :-1][valid]
     rows = torch.arange(len(chunk), device=dev).unsqueeze(1).expand_as(valid)[valid]
     width = head.weight.shape[0] if head is not None else states.shape[-1]
-    step = max(1, LOGITS_CHUNK_BYTES // (4 * width))
+    budget = LOGITS_CHUNK_BYTES_CUDA if states.device.type == "cuda" else LOGITS_CHUNK_BYTES
+    step = max(1, budget // (4 * width))
     nll = torch.empty(targets.shape[0], dtype=torch.float32, device=dev)
     for lo in range(0, targets.shape[0], step):
         part = states[lo : lo + step]
