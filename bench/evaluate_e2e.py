@@ -23,8 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def write_corpus(path: Path, limit: int = 6_000_000) -> Path:
-    """Python's own docs and sources as one text file: enough tokens for 200+200 windows."""
+    """Python's docs plus transformers' sources as one text file: enough for 200+200 windows.
+
+    (transformers rather than the stdlib: some images ship the stdlib as bytecode only.)
+    """
     import pydoc_data.topics
+
+    import transformers
 
     parts = [v for _, v in sorted(pydoc_data.topics.topics.items())]
     size = sum(len(p) for p in parts)
