@@ -22,21 +22,116 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+_DOC_MODULES = [
+    "builtins",
+    "os",
+    "sys",
+    "re",
+    "json",
+    "typing",
+    "collections",
+    "itertools",
+    "functools",
+    "pathlib",
+    "subprocess",
+    "asyncio",
+    "socket",
+    "ssl",
+    "email",
+    "http.client",
+    "urllib.request",
+    "unittest",
+    "logging",
+    "argparse",
+    "datetime",
+    "decimal",
+    "statistics",
+    "random",
+    "math",
+    "string",
+    "textwrap",
+    "inspect",
+    "ast",
+    "dis",
+    "pickle",
+    "sqlite3",
+    "csv",
+    "zipfile",
+    "tarfile",
+    "shutil",
+    "tempfile",
+    "threading",
+    "multiprocessing",
+    "concurrent.futures",
+    "queue",
+    "enum",
+    "dataclasses",
+    "contextlib",
+    "io",
+    "codecs",
+    "calendar",
+    "time",
+    "hashlib",
+    "struct",
+    "array",
+    "copy",
+    "pprint",
+    "types",
+    "weakref",
+    "traceback",
+    "warnings",
+    "importlib",
+    "configparser",
+    "shlex",
+    "glob",
+    "platform",
+    "signal",
+    "selectors",
+    "mmap",
+    "ctypes",
+    "uuid",
+    "ipaddress",
+    "smtplib",
+    "mailbox",
+    "mimetypes",
+    "html.parser",
+    "xml.etree.ElementTree",
+    "doctest",
+    "pdb",
+    "timeit",
+    "difflib",
+    "unicodedata",
+    "operator",
+    "numbers",
+    "zlib",
+    "gzip",
+    "tokenize",
+    "numpy",
+    "torch",
+    "torch.nn",
+    "torch.nn.functional",
+]
+
+
 def write_corpus(path: Path, limit: int = 6_000_000) -> Path:
-    """Python's docs plus transformers' sources as one text file: enough for 200+200 windows.
+    """Python's docs plus rendered module documentation: enough for 200+200 windows.
 
-    (transformers rather than the stdlib: some images ship the stdlib as bytecode only.)
+    Docstrings are rendered with pydoc (they survive in bytecode-only installs, where the
+    ``.py`` sources may be missing).
     """
+    import importlib
+    import pydoc
     import pydoc_data.topics
-
-    import transformers
 
     parts = [v for _, v in sorted(pydoc_data.topics.topics.items())]
     size = sum(len(p) for p in parts)
-    for src in sorted(Path(transformers.__file__).parent.rglob("*.py")):
+    for name in _DOC_MODULES:
         if size >= limit:
             break
-        text = src.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = pydoc.render_doc(importlib.import_module(name), renderer=pydoc.plaintext)
+        except Exception:  # a module missing on this machine only shortens the corpus
+            continue
         parts.append(text)
         size += len(text)
     path.write_text("\n\n".join(parts), encoding="utf-8")
