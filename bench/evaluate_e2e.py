@@ -170,10 +170,13 @@ def main() -> None:
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     prep_s = time.perf_counter() - t0
+    corpus = write_corpus(work / "corpus.txt")
     n_prev, _, n_fin = args.windows.partition(":")
     config = EvaluationConfig(
         baseline=str(model_dir),
         edit=args.edit,
+        provider="text",
+        data_path=str(corpus),
         seq_len=args.seq_len,
         n_preview=int(n_prev),
         n_final=int(n_fin or n_prev),
@@ -198,7 +201,7 @@ def main() -> None:
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     stream = tokenize_corpus(
-        load_corpus("pydoc"),
+        load_corpus("text", path=str(corpus)),
         lambda s: tok.encode(s, add_special_tokens=False),
         separator_id=tok.eos_token_id,
     )
