@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from editproof import __version__
 from editproof.data import WindowPlan, load_corpus, make_windows, tokenize_corpus
 from editproof.edits import EditRecord, EditSpec, applied, parse_spec, resolve_clean
-from editproof.edits.tuned import TunedParams, default_tuned, load_tuned
+from editproof.edits.tuned import TunedParams, load_tuned, shipped_tuned
 from editproof.errors import EvaluationError, InvalidInputError, NotFoundError, UsageError
 from editproof.lm import LoadedModel, describe, load_model, parse_source, weight_digest
 from editproof.lm.digest import WeightDigest, aliases, digest_from_lines, fingerprints
@@ -101,7 +101,7 @@ def tuned_params_for(path: str | None) -> TunedParams:
     import os
 
     chosen = path or os.environ.get(TUNED_ENV)
-    return load_tuned(chosen) if chosen else default_tuned()
+    return load_tuned(chosen) if chosen else shipped_tuned()
 
 
 class Evaluator:

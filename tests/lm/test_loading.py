@@ -50,3 +50,30 @@ def test_device_and_dtype_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_hub_id_loads_offline_from_a_populated_cache(tiny_dir: Path, tmp_path: Path) -> None:
+    """org/name@rev resolves through the standard HF cache layout with no network."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-llama"
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(tiny_dir, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    code = (
+        "import json; from editproof.lm import load_model, parse_source; "
+        "a = load_model(parse_source('tiny-org/tiny-llama'), device='cpu'); "
+        f"b = load_model(parse_source('tiny-org/tiny-llama@{commit}'), device='cpu'); "
+        "print(json.dumps([a.resolved_revision, b.resolved_revision, a.tokenizer is not None]))"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    a_rev, b_rev, has_tok = json.loads(out.stdout.strip().splitlines()[-1])
+    assert a_rev == commit and b_rev == commit and has_tok

@@ -23,6 +23,7 @@ from editproof.edits.tuned import (
     load_tuned,
     resolve_clean,
     save_tuned,
+    shipped_tuned,
 )
 
 __all__ = [
@@ -48,4 +49,5 @@ __all__ = [
     "resolve_clean",
     "resolve_scope",
     "save_tuned",
+    "shipped_tuned",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 import tempfile
 from pathlib import Path
 from types import MappingProxyType
@@ -92,6 +93,16 @@ def default_tuned() -> TunedParams:
             ),
         }
     )
+
+
+def shipped_tuned() -> TunedParams:
+    """The tuned params file shipped in the package (also at
+    ``scripts/proof_packs/tuned_edit_params.json``): the reference defaults, the demo model's
+    own tuned entries, and reference entries for the seed document's suite models."""
+    text = resources.files("editproof.edits").joinpath(FILE_NAME).read_text(encoding="utf-8")
+    tuned = TunedParams.model_validate(json.loads(text))
+    tuned._source = f"editproof's shipped {FILE_NAME}"
+    return tuned
 
 
 def load_tuned(path: str | Path) -> TunedParams:

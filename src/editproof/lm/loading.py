@@ -113,7 +113,7 @@ def load_model(
         model.to(dev)
     model.eval()
     model.requires_grad_(False)
-    revision = getattr(model.config, "_commit_hash", None) if source.kind == "hub" else None
+    revision = _resolved_commit(source) if source.kind == "hub" else None
     return LoadedModel(
         source=source,
         model=model,
@@ -123,6 +123,19 @@ def load_model(
         load_seconds=time.perf_counter() - started,
         resolved_revision=revision,
     )
+
+
+def _resolved_commit(source: ModelSource) -> str | None:
+    """The commit the hub cache resolved ``repo@revision`` to (pins what was evaluated)."""
+    from pathlib import Path
+
+    from huggingface_hub import try_to_load_from_cache
+
+    assert source.repo_id is not None
+    found = try_to_load_from_cache(source.repo_id, "config.json", revision=source.revision)
+    if isinstance(found, str) and Path(found).parent.parent.name == "snapshots":
+        return Path(found).parent.name
+    return None
 
 
 def _location(source: ModelSource) -> tuple[str, dict[str, Any]]:
