@@ -190,7 +190,7 @@ class Evaluator:
         """Judge a separately stored subject (a ``custom`` checkpoint, or the same source)."""
         src = parse_source(spec)
         timings = dict(self.timings)
-        if src == self.base_src and self._model is not None:
+        if src.identity == self.base_src.identity and self._model is not None:
             # Identical source: measure the loaded weights again rather than load a second
             # copy; the subject's digest is still computed on its own.
             loaded = self._model
@@ -211,7 +211,7 @@ class Evaluator:
         t0 = time.perf_counter()
         info = _model_info(loaded, weight_digest(loaded.model))
         timings["digest_subject"] = time.perf_counter() - t0
-        same = src == self.base_src
+        same = src.identity == self.base_src.identity
         meta = read_edit_metadata(src.path) if src.kind == "local" and src.path else None
         claimed = meta.get("edit", {}) if meta else {}
         edit = EditInfo(
@@ -381,7 +381,7 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> Eval
         report = evaluator.judge_edit(config.edit, label=config.edit_label)
     else:
         assert config.subject is not None
-        if parse_source(config.subject) != evaluator.base_src:
+        if parse_source(config.subject).identity != evaluator.base_src.identity:
             evaluator.release_baseline()  # peak memory: never two large models at once
         report = evaluator.judge_source(config.subject, label=config.edit_label)
     timings = {**report.provenance.timings, "total": time.perf_counter() - started}

@@ -60,6 +60,7 @@ class Trial:
     status: str
     ratio: float | None
     ci_upper: float | None
+    failed_gates: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,7 +68,12 @@ class Trial:
             "status": self.status,
             "ratio": self.ratio,
             "ci_upper": self.ci_upper,
+            "failed_gates": list(self.failed_gates),
         }
+
+    def outcome(self) -> str:
+        text = f"ratio {_fmt(self.ratio)}, CI upper {_fmt(self.ci_upper)}"
+        return f"{text}; failed {', '.join(self.failed_gates)}" if self.failed_gates else text
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ def tune_edit_type(
             params={},
             reason=(
                 f"even the mildest candidate {trials[0].spec} failed tier {tier.name} "
-                f"(ratio {_fmt(trials[0].ratio)})"
+                f"({trials[0].outcome()})"
             ),
             evidence=evidence,
         )
@@ -135,7 +141,7 @@ def tune_edit_type(
     )
     if bad < len(cands):
         nxt = trials[bad]
-        reason += f"; next step {nxt.spec} failed (ratio {_fmt(nxt.ratio)})"
+        reason += f"; next step {nxt.spec} failed ({nxt.outcome()})"
     else:
         reason += "; every candidate passed"
     evidence["trials"] = [trials[i].to_json() for i in sorted(trials)]
@@ -160,6 +166,8 @@ def _trial(spec: str, report: EvaluationReport) -> Trial:
         status=report.status,
         ratio=pm.ratio,
         ci_upper=pm.display_ci[1] if pm.display_ci else None,
+        failed_gates=tuple(g.name for g in report.gates if g.enforced and not g.passed)
+        + (("guards",) if report.guards.status == "fail" else ()),
     )
 
 

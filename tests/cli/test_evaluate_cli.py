@@ -156,3 +156,45 @@ def test_unwritable_output(cli: Callable[..., Result], tiny_dir: Path, tmp_path:
         *SMALL,
     )
     _one_line_error(r, 5, "not a directory")
+
+
+def test_failed_run_leaves_no_empty_output_dir(
+    cli: Callable[..., Result], tiny_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "never"
+    r = cli(
+        "evaluate",
+        "--baseline",
+        str(tiny_dir),
+        "--subject",
+        str(tiny_dir),
+        "--out",
+        str(out),
+        "--seq-len",
+        "32",
+        "--windows",
+        "5000",
+        "--device",
+        "cpu",
+    )
+    assert r.code == 4 and not out.exists()
+
+
+def test_same_model_spelled_differently_is_noop(
+    cli: Callable[..., Result], tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tiny_dir.parent)
+    out = tmp_path / "o"
+    r = cli(
+        "evaluate",
+        "--baseline",
+        tiny_dir.name,
+        "--subject",
+        f"./{tiny_dir.name}",
+        "--out",
+        str(out),
+        *SMALL,
+    )
+    assert r.code == 0, r.err
+    report = json.loads((out / "evaluation.report.json").read_text())
+    assert report["edit"]["label"] == "noop" and report["primary_metric"]["ratio"] == 1.0

@@ -77,7 +77,7 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def test_path_required(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="--path"):
+    with pytest.raises(UsageError, match="--data"):
         load_corpus("text")
 
 
@@ -133,7 +133,7 @@ def test_unknown_provider_lists_valid() -> None:
 
 
 def test_misplaced_options() -> None:
-    with pytest.raises(UsageError, match="--path"):
+    with pytest.raises(UsageError, match="--data"):
         load_corpus("pydoc", path="x")
     with pytest.raises(UsageError, match="--dataset"):
         load_corpus("pydoc", dataset="wikitext")

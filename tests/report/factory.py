@@ -177,7 +177,13 @@ def make_report(
 
     boot_seed = seed + BOOTSTRAP_SEED_OFFSET
     tokens_available = candidates * SEQ_LEN + int(rng.integers(0, SEQ_LEN))
-    pm = derive.primary_metric(baseline.final, subject.final, policy, seed=boot_seed)
+    pm = derive.primary_metric(
+        baseline.final,
+        subject.final,
+        policy,
+        seed=boot_seed,
+        n_preview=len(subject.preview.window_ids),
+    )
     dr = derive.drift(baseline.summary, subject.summary, policy)
     gate_list = derive.gates(
         pm, dr, subject.summary, policy, tokens_available=tokens_available, floor_relaxed=relax

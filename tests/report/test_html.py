@@ -11,7 +11,9 @@ from html.parser import HTMLParser
 import pytest
 
 from editproof.report import derive
-from editproof.report.html import _nice_ticks, fixed, params, render_html, seconds, short_sha
+from editproof.report.charts import _nice_ticks
+from editproof.report.format import fixed, params, seconds, short_sha
+from editproof.report.html import render_html
 from editproof.report.model import EvaluationReport, GuardResult, GuardsSection
 from tests.report.factory import make_report
 
@@ -106,9 +108,13 @@ def test_factory_is_consistent() -> None:
     assert set(r.baseline.final.token_counts) == {255}
     # Deriving again from the raw windows reproduces the stored numbers.
     pol = r.policy.tier
-    assert derive.primary_metric(r.baseline.final, r.subject.final, pol, seed=503) == (
-        r.primary_metric
-    )
+    assert derive.primary_metric(
+        r.baseline.final,
+        r.subject.final,
+        pol,
+        seed=503,
+        n_preview=len(r.subject.preview.window_ids),
+    ) == (r.primary_metric)
     assert EvaluationReport.model_validate_json(r.model_dump_json()) == r
     assert make_report() == r  # deterministic
 

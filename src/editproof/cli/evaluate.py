@@ -85,9 +85,16 @@ def evaluate(
     )
     check_config(config)  # typos fail here, before any directory is created
     target = out or Path("editproof_runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"
+    created = not target.exists()
     prepare_output_dir(target, force=force)
     _o.quiet_libraries()
-    report = run_evaluation(config, progress=_o.progress(quiet))
+    try:
+        report = run_evaluation(config, progress=_o.progress(quiet))
+    except BaseException:
+        # Leave no empty directory behind for a run that produced nothing.
+        if created and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        raise
     atomic_write_text(target / REPORT_NAME, report_json(report))
     if html:
         from editproof.report.html import render_html

@@ -28,10 +28,12 @@ def verify(
             report = load_report(path)
         except (MalformedReportError, NotFoundError) as exc:
             # A missing file is as unverifiable as a malformed one: both exit 2 here.
-            typer.echo(f"MALFORMED {path}: {exc.message}")
+            typer.echo(f"MALFORMED {exc.message}")
             worst = max(worst, 2)
             continue
         result = verify_report(report)
+        for note in result.notes:
+            typer.echo(f"note      {path}: {note}")
         if result.ok:
             typer.echo(f"OK        {path}: {result.checks} checks, status {report.status}")
         else:
@@ -74,5 +76,9 @@ def schema(
     """Write the JSON Schemas of the public contracts."""
     from editproof.report.schema import write_schemas
 
-    for path in write_schemas(out):
+    try:
+        written = write_schemas(out)
+    except OSError as exc:
+        raise OutputError(f"cannot write schemas to '{out}': {exc.strerror}") from None
+    for path in written:
         typer.echo(str(path))

@@ -68,9 +68,11 @@ def load_corpus(
     if provider not in PROVIDERS:
         raise UsageError(f"unknown text provider {provider!r}; use one of: {', '.join(PROVIDERS)}")
     if provider in ("pydoc", "hf") and path is not None:
-        raise UsageError(f"--path is not used by the {provider!r} provider; drop it")
+        raise UsageError(f"--data is not used by the {provider!r} provider; drop it")
     if provider != "hf" and (dataset is not None or config is not None):
-        raise UsageError(f"--dataset/--config only apply to the 'hf' provider, not {provider!r}")
+        raise UsageError(
+            f"--dataset/--dataset-config only apply to the 'hf' provider, not {provider!r}"
+        )
 
     source: dict[str, str] = {"provider": provider}
     docs: list[str]
@@ -79,10 +81,10 @@ def load_corpus(
         source |= {"module": "pydoc_data.topics", "python": platform.python_version()}
     elif provider in ("text", "jsonl"):
         if path is None:
-            raise UsageError(f"the {provider!r} provider needs --path to a file or folder")
+            raise UsageError(f"the {provider!r} provider needs --data pointing to a file or folder")
         p = Path(path)
         if not p.exists():
-            raise NotFoundError(f"text path not found: {path}; check the --path value")
+            raise NotFoundError(f"text path not found: {path}; check the --data value")
         if provider == "text":
             docs = _text_documents(p)
         else:

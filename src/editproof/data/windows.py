@@ -104,11 +104,18 @@ def plan_digest(preview: Sequence[Window], final: Sequence[Window]) -> str:
     Framing is line-based: ``"preview\\n"``, one ``"{id}\\t{token_hash}\\n"`` per window,
     then ``"final\\n"`` and its windows; ids and hashes contain no tabs or newlines.
     """
+    return plan_digest_of(
+        [(w.id, w.token_hash) for w in preview], [(w.id, w.token_hash) for w in final]
+    )
+
+
+def plan_digest_of(preview: Sequence[tuple[str, str]], final: Sequence[tuple[str, str]]) -> str:
+    """:func:`plan_digest` from ``(id, token_hash)`` pairs, as a report stores them."""
     h = hashlib.sha256()
-    for label, windows in (("preview", preview), ("final", final)):
+    for label, pairs in (("preview", preview), ("final", final)):
         h.update(f"{label}\n".encode())
-        for w in windows:
-            h.update(f"{w.id}\t{w.token_hash}\n".encode())
+        for window_id, hashed in pairs:
+            h.update(f"{window_id}\t{hashed}\n".encode())
     return h.hexdigest()
 
 

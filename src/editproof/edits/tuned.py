@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 import tempfile
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal

@@ -109,12 +109,12 @@ def weight_digest(model: Any, names: list[str] | None = None) -> WeightDigest:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         hashed = dict(zip(unique, pool.map(tensor_sha256, unique.values()), strict=True))
     lines: dict[str, str] = {}
-    n_bytes = 0
     for name in keys:
         t = state[name]
         dtype = str(t.dtype).removeprefix("torch.")
         lines[name] = f"{dtype} {list(t.shape)} {hashed[key_of[name]]}"
-        n_bytes += t.numel() * t.element_size()
+    # Bytes of distinct storage: tied tensors count once.
+    n_bytes = sum(t.numel() * t.element_size() for t in unique.values())
     return WeightDigest(
         sha256=digest_from_lines(lines), tensors=lines, n_tensors=len(keys), n_bytes=n_bytes
     )

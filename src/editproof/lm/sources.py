@@ -31,6 +31,13 @@ class ModelSource:
     revision: str | None = None
 
     @property
+    def identity(self) -> tuple[str, str]:
+        """What the source points at, whatever the spelling (``./m`` and ``m`` are one)."""
+        if self.kind == "hub":
+            return ("hub", f"{self.repo_id}@{self.revision or 'main'}")
+        return (self.kind, str(self.path) if self.path is not None else self.spec)
+
+    @property
     def label(self) -> str:
         if self.kind == "hub":
             return f"{self.repo_id}@{self.revision or 'main'}"

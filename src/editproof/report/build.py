@@ -50,7 +50,11 @@ def build_report(
     guards = guards or GuardsSection()
     relaxed = relax_reason is not None
     pm = derive.primary_metric(
-        baseline.final, subject.final, tier, seed=provenance.seeds["bootstrap"]
+        baseline.final,
+        subject.final,
+        tier,
+        seed=provenance.seeds["bootstrap"],
+        n_preview=len(subject.preview.window_ids),
     )
     dr = derive.drift(baseline.summary, subject.summary, tier)
     gates = derive.gates(

@@ -76,11 +76,21 @@ def pairing_problem(baseline: WindowSet, subject: WindowSet) -> str | None:
 
 
 def primary_metric(
-    baseline: WindowSet, subject: WindowSet, policy: TierPolicy, *, seed: int
+    baseline: WindowSet,
+    subject: WindowSet,
+    policy: TierPolicy,
+    *,
+    seed: int,
+    n_preview: int | None = None,
 ) -> PrimaryMetric:
-    """Ratio of subject to baseline perplexity on the final windows, with a paired BCa CI."""
+    """Ratio of subject to baseline perplexity on the final windows, with a paired BCa CI.
+
+    ``n_preview`` (the preview window count) only feeds the coverage check.
+    """
     base_ppl, subj_ppl = perplexity(baseline), perplexity(subject)
     unstable: list[str] = []
+    if n_preview is not None and n_preview < policy.coverage.preview:
+        unstable.append(f"{n_preview} preview windows < coverage floor {policy.coverage.preview}")
     if len(subject.window_ids) < policy.coverage.final:
         unstable.append(
             f"{len(subject.window_ids)} final windows < coverage floor {policy.coverage.final}"

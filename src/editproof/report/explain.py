@@ -34,8 +34,10 @@ def explain_lines(report: EvaluationReport) -> list[str]:
         lines.append(f"primary metric INVALID: {pm.invalid_reason}")
     else:
         ci = pm.display_ci or (float("nan"), float("nan"))
+        alpha = pm.bootstrap.alpha if pm.bootstrap else report.policy.tier.bootstrap.alpha
+        level = f"{100 * (1 - alpha):g}"
         lines.append(
-            f"ppl ratio {_fmt(pm.ratio)}  95% CI [{ci[0]:.6g}, {ci[1]:.6g}]  "
+            f"ppl ratio {_fmt(pm.ratio)}  {level}% CI [{ci[0]:.6g}, {ci[1]:.6g}]  "
             f"(baseline {_fmt(pm.baseline_ppl)}, subject {_fmt(pm.subject_ppl)})"
         )
     for reason in pm.unstable_reasons:

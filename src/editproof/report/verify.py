@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from editproof.data import plan_digest_of
+from editproof.policy import TIER_NAMES, load_tier
 from editproof.report import derive
 from editproof.report.model import EvaluationReport, WindowSet
 
@@ -23,6 +25,7 @@ class VerifyResult:
     ok: bool
     checks: int
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts a reader should know; not failures
 
 
 class _Checker:
@@ -42,6 +45,8 @@ class _Checker:
 
 
 def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
@@ -74,6 +79,7 @@ def verify_report(report: EvaluationReport) -> VerifyResult:
         report.subject.final,
         pol,
         seed=report.provenance.seeds.get("bootstrap", -1),
+        n_preview=len(report.subject.preview.window_ids),
     )
     for key, value in pm.model_dump().items():
         c.same(f"primary_metric.{key}", report.primary_metric.model_dump()[key], value)
@@ -86,6 +92,15 @@ def verify_report(report: EvaluationReport) -> VerifyResult:
     for key, value in dr.model_dump().items():
         c.same(f"drift.{key}", report.drift.model_dump()[key], value)
     c.same("policy.digest", report.policy.digest, pol.digest())
+    base = report.baseline
+    c.same(
+        "dataset.plan_digest",
+        ds.plan_digest,
+        plan_digest_of(
+            list(zip(base.preview.window_ids, base.preview.token_hashes, strict=False)),
+            list(zip(base.final.window_ids, base.final.token_hashes, strict=False)),
+        ),
+    )
 
     gates = derive.gates(
         pm,
@@ -103,7 +118,13 @@ def verify_report(report: EvaluationReport) -> VerifyResult:
                 c.same(f"gates.{gate.name}.{key}", stored[gate.name].model_dump()[key], value)
     c.same("status", report.status, derive.overall_status(gates, report.guards))
     _check_guards(c, report)
-    return VerifyResult(ok=not c.problems, checks=c.checks, problems=c.problems)
+    notes = []
+    if pol.name in TIER_NAMES and pol != load_tier(pol.name):
+        notes.append(
+            f"the report's '{pol.name}' thresholds differ from the packaged tier of that name "
+            "(a preset or an older version); the gates were judged with the report's own"
+        )
+    return VerifyResult(ok=not c.problems, checks=c.checks, problems=c.problems, notes=notes)
 
 
 def _check_windows(c: _Checker, where: str, ws: WindowSet, expected: int) -> None:

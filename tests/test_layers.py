@@ -1,0 +1,76 @@
+"""Layering rules that keep verification light and imports pointing down."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "editproof"
+
+# Verification must work on a machine without torch: these never import it, even indirectly.
+LIGHT = [
+    "editproof",
+    "editproof.errors",
+    "editproof.stats",
+    "editproof.policy",
+    "editproof.data",
+    "editproof.report.model",
+    "editproof.report.derive",
+    "editproof.report.verify",
+    "editproof.report.explain",
+    "editproof.report.html",
+    "editproof.report.charts",
+    "editproof.report.format",
+    "editproof.report.io",
+    "editproof.report.schema",
+    "editproof.cli.app",
+    "editproof.lm",
+]
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_light_modules_do_not_import_torch(module: str) -> None:
+    code = (
+        f"import sys, {module}; "
+        "heavy = [m for m in ('torch', 'transformers', 'safetensors') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"{module} pulls in {out.stdout.strip()}"
+
+
+# Floors, lowest first. A module may import its own floor or lower ones, never higher.
+FLOORS = [
+    {"errors", "lm", "data", "policy", "stats"},
+    {"edits", "measure", "report", "guards"},
+    {"evaluation", "checkpoints", "tuning"},
+    {"cli", "__main__"},
+]
+
+
+def _floor(part: str) -> int:
+    for level, names in enumerate(FLOORS):
+        if part in names:
+            return level
+    return -1  # the package root (__init__) sits under everything
+
+
+def test_imports_point_down() -> None:
+    problems = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).with_suffix("")
+        own = _floor(rel.parts[0])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("editproof.")
+            ):
+                target = node.module.split(".")[1]
+                if _floor(target) > own:
+                    problems.append(f"{'/'.join(rel.parts)} imports editproof.{target}")
+    assert not problems, problems
