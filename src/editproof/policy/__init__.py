@@ -1,5 +1,12 @@
 """Policies: packaged tiers and the digest that pins which thresholds judged a run."""
 
+from editproof.policy.guards import (
+    GuardPolicies,
+    InvariantsPolicy,
+    RmtPolicy,
+    SpectralPolicy,
+    VariancePolicy,
+)
 from editproof.policy.tiers import (
     TIER_NAMES,
     BootstrapPolicy,
@@ -14,8 +21,13 @@ __all__ = [
     "TIER_NAMES",
     "BootstrapPolicy",
     "CoveragePolicy",
+    "GuardPolicies",
+    "InvariantsPolicy",
+    "RmtPolicy",
+    "SpectralPolicy",
     "TailPolicy",
     "TierPolicy",
+    "VariancePolicy",
     "load_tier",
     "policy_digest",
 ]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from editproof.errors import UsageError
+from editproof.policy.guards import GuardPolicies
 
 TIER_NAMES = ("balanced", "conservative", "aggressive")
 
@@ -56,6 +57,7 @@ class TierPolicy(_Frozen):
     bootstrap: BootstrapPolicy
     coverage: CoveragePolicy
     tail: TailPolicy
+    guards: GuardPolicies
 
     @field_validator("drift_band")
     @classmethod

@@ -154,10 +154,15 @@ class Gate(_Model):
 
 
 class GuardResult(_Model):
-    """One guard's comparison of the subject with the baseline (filled by the guards)."""
+    """One guard's comparison of the subject with the baseline (filled by the guards).
+
+    ``enforced`` guards (invariants, spectral, rmt) decide the overall status; informational
+    ones (variance) are reported but never fail a run.
+    """
 
     name: str
     status: GuardStatus
+    enforced: bool = True
     measured: dict[str, float] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=dict)
     violations: list[str] = Field(default_factory=list)
