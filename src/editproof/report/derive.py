@@ -17,6 +17,7 @@ from editproof.report.model import (
     BootstrapInfo,
     Drift,
     Gate,
+    GuardResult,
     GuardsSection,
     PrimaryMetric,
     Status,
@@ -283,6 +284,17 @@ def _tail_gate(pm: PrimaryMetric, policy: TierPolicy) -> list[Gate]:
     ]
 
 
+def guards_status(results: Sequence[GuardResult]) -> str:
+    """Worst status over the *enforced* guards; ``not_run`` when there are none."""
+    statuses = [r.status for r in results if r.enforced]
+    if not results:
+        return "not_run"
+    if "fail" in statuses:
+        return "fail"
+    return "warn" if "warn" in statuses else "pass"
+
+
 def overall_status(gate_list: Sequence[Gate], guards: GuardsSection) -> Status:
+    """PASS iff every enforced gate passed and no enforced guard failed."""
     ok = all(g.passed for g in gate_list if g.enforced) and guards.status != "fail"
     return "PASS" if ok else "FAIL"

@@ -145,6 +145,14 @@ def _check_guards(c: _Checker, report: EvaluationReport) -> None:
     if g.status == "not_run":
         c.expect(not g.results, "guards: status not_run but results present")
         return
-    statuses = [r.status for r in g.results]
-    worst = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
-    c.same("guards.status", g.status, worst)
+    c.same("guards.status", g.status, derive.guards_status(g.results))
+    names = [r.name for r in g.results]
+    c.expect(len(set(names)) == len(names), "guards: a guard appears twice")
+    for r in g.results:
+        # An enforced guard fails exactly when it lists a reason to.
+        if r.enforced and r.status == "fail":
+            c.expect(bool(r.violations), f"guards.{r.name}: status fail without violations")
+        c.expect(
+            r.contract_digest is None or len(r.contract_digest) == 16,
+            f"guards.{r.name}: malformed contract digest",
+        )
