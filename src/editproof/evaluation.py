@@ -26,6 +26,8 @@ from editproof.data import WindowPlan, load_corpus, make_windows, tokenize_corpu
 from editproof.edits import EditRecord, EditSpec, applied, parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, load_tuned, shipped_tuned
 from editproof.errors import EvaluationError, InvalidInputError, NotFoundError, UsageError
+from editproof.guards.base import MeasureContext, Signature
+from editproof.guards.chain import judge_all, measure_all
 from editproof.lm import LoadedModel, describe, load_model, parse_source, weight_digest
 from editproof.lm.digest import WeightDigest, aliases, digest_from_lines, fingerprints
 from editproof.lm.save import read_edit_metadata
@@ -38,6 +40,7 @@ from editproof.report.model import (
     DatasetInfo,
     EditInfo,
     EvaluationReport,
+    GuardsSection,
     ModelInfo,
     Provenance,
     TelemetryInfo,
@@ -83,6 +86,7 @@ class EvaluationConfig:
     seed: int = 42
     relax_token_floor: bool | None = None  # None: relax only for the embedded demo model
     edit_label: str | None = None
+    guards: bool = True
     command: list[str] = field(default_factory=list)
 
 
@@ -174,6 +178,18 @@ class Evaluator:
             self.base_digest, self.timings["digest_baseline"] = digest_job.result()
             self.timings["digest_baseline_wait"] = time.perf_counter() - t0
         self.baseline = self._arm(_model_info(self._model, self.base_digest), nll)
+        self.guard_ctx = MeasureContext(
+            device=self._model.device,
+            windows=self.windows,
+            seed=config.seed,
+            batch_size=config.batch_size,
+        )
+        self.base_signatures: dict[str, Signature] = {}
+        if config.guards:
+            self._say("guards: measuring the baseline")
+            t0 = time.perf_counter()
+            self.base_signatures = measure_all(self._model.model, self.guard_ctx, self.tier.guards)
+            self.timings["guards_baseline"] = time.perf_counter() - t0
 
     @property
     def model(self) -> LoadedModel:
@@ -211,6 +227,7 @@ class Evaluator:
         t0 = time.perf_counter()
         info = _model_info(loaded, weight_digest(loaded.model))
         timings["digest_subject"] = time.perf_counter() - t0
+        guards = self._judge_guards(loaded, None, timings)
         same = src.identity == self.base_src.identity
         meta = read_edit_metadata(src.path) if src.kind == "local" and src.path else None
         claimed = meta.get("edit", {}) if meta else {}
@@ -224,7 +241,7 @@ class Evaluator:
             if meta
             else None,
         )
-        return self._report(self._arm(info, nll), edit, timings)
+        return self._report(self._arm(info, nll), edit, timings, guards)
 
     def judge_edit(
         self, edit: str | EditSpec, *, label: str | None = None, tuned: TunedParams | None = None
@@ -255,6 +272,7 @@ class Evaluator:
                 kind="edited",
                 load_seconds=0.0,
             )
+            guards = self._judge_guards(loaded, spec.type, timings)
         t0 = time.perf_counter()
         self._verify_restore(loaded, record.tensors)
         timings["restore_verify"] = time.perf_counter() - t0
@@ -266,7 +284,7 @@ class Evaluator:
             tuned_source=tuned_source,
             restore_verified=True,
         )
-        return self._report(self._arm(info, nll), info_edit, timings)
+        return self._report(self._arm(info, nll), info_edit, timings, guards)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -323,7 +341,21 @@ class Evaluator:
                 f"tokenizer produces id {top}; the two models do not share a vocabulary"
             )
 
-    def _report(self, subject: Arm, edit: EditInfo, timings: dict[str, float]) -> EvaluationReport:
+    def _judge_guards(
+        self, loaded: LoadedModel, probe: str | None, timings: dict[str, float]
+    ) -> GuardsSection:
+        if not self.base_signatures:
+            return GuardsSection()
+        self._say("guards: judging the subject")
+        t0 = time.perf_counter()
+        ctx = self.guard_ctx.model_copy(update={"device": loaded.device})
+        section = judge_all(loaded.model, ctx, self.tier.guards, self.base_signatures, probe=probe)
+        timings["guards_subject"] = time.perf_counter() - t0
+        return section
+
+    def _report(
+        self, subject: Arm, edit: EditInfo, timings: dict[str, float], guards: GuardsSection
+    ) -> EvaluationReport:
         device = subject.model.device
         provenance = Provenance(
             seeds={
@@ -348,6 +380,7 @@ class Evaluator:
             edit=edit,
             provenance=provenance,
             relax_reason=self.relax_reason,
+            guards=guards,
         )
         timings["derive"] = time.perf_counter() - t0
         return report.model_copy(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +53,11 @@ def evaluate(
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite a report already in --out."),
     html: bool = typer.Option(True, "--html/--no-html", help="Also write evaluation.html."),
+    guards: bool = typer.Option(
+        True,
+        "--guards/--no-guards",
+        help="Run the guard chain (invariants, spectral, rmt, variance).",
+    ),
     quiet: bool = _o.QUIET,
 ) -> None:
     """Evaluate SUBJECT against BASELINE on identical token windows."""
@@ -81,6 +87,7 @@ def evaluate(
         seed=seed,
         relax_token_floor=relax_token_floor,
         edit_label=edit_label,
+        guards=guards,
         command=["editproof", *sys.argv[1:]],
     )
     check_config(config)  # typos fail here, before any directory is created
@@ -96,6 +103,8 @@ def evaluate(
             target.rmdir()
         raise
     atomic_write_text(target / REPORT_NAME, report_json(report))
+    for name, sidecar in report.guards.probes.items():
+        atomic_write_text(target / f"{name}.json", json.dumps(sidecar, indent=2) + "\n")
     if html:
         from editproof.report.html import render_html
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -284,7 +285,7 @@ def _tail_gate(pm: PrimaryMetric, policy: TierPolicy) -> list[Gate]:
     ]
 
 
-def guards_status(results: Sequence[GuardResult]) -> str:
+def guards_status(results: Sequence[GuardResult]) -> Literal["not_run", "pass", "warn", "fail"]:
     """Worst status over the *enforced* guards; ``not_run`` when there are none."""
     statuses = [r.status for r in results if r.enforced]
     if not results:

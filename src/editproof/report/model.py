@@ -172,8 +172,15 @@ class GuardResult(_Model):
 
 
 class GuardsSection(_Model):
+    """Guard results; ``status`` is the worst over *enforced* guards.
+
+    ``probes`` holds the sidecar evidence of probe scenarios (``rmt_probe``, ``ve_probe``),
+    which the CLI also writes as ``rmt_probe.json`` / ``ve_probe.json`` beside the report.
+    """
+
     status: Literal["not_run", "pass", "warn", "fail"] = "not_run"
     results: list[GuardResult] = Field(default_factory=list)
+    probes: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class DatasetInfo(_Model):

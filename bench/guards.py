@@ -1,0 +1,149 @@
+"""Guard cost and detection: every edit/fault judged on one baseline, guards timed.
+
+    python bench/guards.py --model demo --device cpu              # default windows (64+64 x 256)
+    python bench/guards.py --model mistral-7b --device cuda --specs noop,quant_rtn:8:32:attn
+    python bench/guards.py --model demo --null-seeds 10 --windows 16 --seq-len 128
+
+For each spec: the primary metric, each guard's status, and each guard's time as a fraction
+of the evaluation's own measurement time (the subject's forward passes). With --null-seeds N,
+N noop evaluations with different window/estimator seeds report whether any guard failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+FAULTS = (
+    "nan_injection,inf_injection,shape_mismatch,missing_tensors,extreme_quant,scale_explosion,"
+    "rank_collapse,norm_collapse,weight_tying_break,rmt_norm_noise,spectral_moderate_scale,"
+    "ve_mlp_scale_skew"
+)
+DEFAULT_SPECS = "noop,quant_rtn:8:32:all,quant_rtn:clean:ffn,magnitude_prune:0.5:all," + FAULTS
+
+
+def _baseline(model: str, device: str, work: Path) -> str:
+    if model == "demo":
+        return "demo"
+    import torch
+    from _models import build, train_tokenizer
+
+    from editproof.lm.loading import resolve_dtype
+
+    target = work / model
+    if not (target / "config.json").exists():
+        built, _ = build(model, device, resolve_dtype("auto", device))
+        built.save_pretrained(str(target), safe_serialization=True)
+        train_tokenizer(24763).save_pretrained(str(target))
+        del built
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    return str(target)
+
+
+def _row(spec: str, report: Any) -> dict[str, Any]:
+    timings = report.provenance.timings
+    measure = timings.get("measure_subject", float("nan"))
+    guards = {
+        g.name: {
+            "status": g.status,
+            "seconds": g.seconds,
+            "fraction": g.seconds / measure,
+            "violations": g.violations[:2],
+        }
+        for g in report.guards.results
+    }
+    return {
+        "spec": spec,
+        "status": report.status,
+        "ratio": report.primary_metric.ratio,
+        "invalid": report.primary_metric.invalid,
+        "measure_s": measure,
+        "guards": guards,
+    }
+
+
+def main() -> None:
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="demo")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--specs", default=DEFAULT_SPECS)
+    p.add_argument("--windows", type=int, default=64)
+    p.add_argument("--seq-len", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--null-seeds", type=int, default=0)
+    p.add_argument("--workdir", default=None)
+    args = p.parse_args()
+
+    from editproof.evaluation import EvaluationConfig, Evaluator
+    from editproof.lm.loading import resolve_device
+
+    device = resolve_device(args.device)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="editproof-guards-"))
+    base = _baseline(args.model, device, work)
+
+    def config(seed: int) -> EvaluationConfig:
+        return EvaluationConfig(
+            baseline=base,
+            edit="noop",
+            seq_len=args.seq_len,
+            n_preview=args.windows,
+            n_final=args.windows,
+            batch_size=args.batch_size,
+            device=device,
+            seed=seed,
+            relax_token_floor=True,
+        )
+
+    rows = []
+    if args.specs:
+        ev = Evaluator(config(42))
+        t = ev.timings
+        base_fraction = t.get("guards_baseline", 0.0) / t["measure_baseline"]
+        print(
+            f"{args.model} on {device}: {len(ev.windows)} windows x {ev.plan.seq_len}; "
+            f"baseline guards {t.get('guards_baseline', 0):.2f}s = {base_fraction:.1%} of its "
+            f"measurement ({t['measure_baseline']:.2f}s)"
+        )
+        names = ("invariants", "spectral", "rmt", "variance")
+        print(f"{'spec':28} {'status':6} {'ratio':>9}  " + "  ".join(f"{n:>16}" for n in names))
+        for spec in args.specs.split(","):
+            started = time.perf_counter()
+            report = ev.judge_edit(spec)
+            row = _row(spec, report)
+            row["wall_s"] = time.perf_counter() - started
+            rows.append(row)
+            ratio = "invalid" if row["invalid"] else f"{row['ratio']:.4f}"
+            cells = [
+                f"{row['guards'][n]['status']:>5} {row['guards'][n]['fraction']:6.1%}"
+                for n in names
+                if n in row["guards"]
+            ]
+            print(
+                f"{spec:28} {row['status']:6} {ratio:>9}  " + "  ".join(f"{c:>16}" for c in cells)
+            )
+    nulls = []
+    for k in range(args.null_seeds):
+        report = Evaluator(config(100 + k)).judge_edit("noop")
+        failed = [g.name for g in report.guards.results if g.status == "fail"]
+        nulls.append({"seed": 100 + k, "status": report.status, "failed_guards": failed})
+        print(f"null seed {100 + k}: {report.status}, failed guards: {failed or 'none'}")
+    print(
+        json.dumps(
+            {"bench": "guards", "model": args.model, "device": device, "rows": rows, "null": nulls},
+            default=str,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""RMT guard: activation edge risk against the Marchenko-Pastur edge, per module family.
+
+For a T x d activation matrix of i.i.d. standardized noise the largest singular value sits near
+√T + √d (the MP edge). Edge risk r = sigma_hat / (√T + √d) of a branch's standardized output is
+therefore ~1 for unstructured activations and grows when an edit aligns rows/features into an
+outlier direction. The guard fails when a family's risk rises by more than ε over the
+baseline's, both measured on the SAME sample windows (the contract pins their token hashes).
+
+Aggregation choice: r is computed per window (T = that window's tokens) and averaged per
+module weighted by tokens, as the reference does. Per-window matrices keep memory at one
+batch of activations, and the MP normalisation stays meaningful for any number of windows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from editproof.guards._branches import (
+    Branch,
+    embedding_branch,
+    hooked,
+    pick_evenly,
+    residual_branches,
+    run_windows,
+    window_hashes,
+)
+from editproof.guards.base import MeasureContext, Signature, contract_mismatch
+from editproof.policy.guards import RmtPolicy
+from editproof.report.model import GuardResult
+
+TOP_MODULES = 5
+
+
+def _policy(policy: RmtPolicy | Mapping[str, Any]) -> RmtPolicy:
+    return policy if isinstance(policy, RmtPolicy) else RmtPolicy.model_validate(policy)
+
+
+def batched_top_singular(z: Any, iters: int, seed: int) -> Any:
+    """Largest singular value of each matrix in ``z`` [B, T, d] by power iteration.
+
+    Only matrix-vector products with Z and Zᵀ are formed (never ZᵀZ). The start vector is
+    drawn from a CPU generator seeded by ``seed`` so it is the same on every device and on
+    both sides of a comparison; a fixed iteration count (no convergence stop) keeps the
+    estimator a deterministic function of the activations.
+    """
+    import torch
+
+    d = z.shape[-1]
+    gen = torch.Generator().manual_seed(seed)
+    v0 = torch.randn(d, generator=gen, dtype=torch.float32).to(z.device)
+    v = (v0 / torch.linalg.vector_norm(v0)).expand(z.shape[0], d).unsqueeze(-1)
+    zt = z.transpose(1, 2)
+    for _ in range(iters):
+        v = torch.bmm(zt, torch.bmm(z, v))
+        v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp(min=1e-30)
+    return torch.linalg.vector_norm(torch.bmm(z, v), dim=(1, 2))
+
+
+def top_singular_value(matrix: Any, iters: int, seed: int = 0) -> float:
+    """sigma_max of one 2-D matrix by the guard's power iteration (for tests and tools)."""
+    return float(batched_top_singular(matrix.float().unsqueeze(0), iters, seed)[0])
+
+
+def window_edge_risk(act: Any, mask: Any, iters: int, seed: int) -> tuple[Any, Any]:
+    """Per-window edge risk and token counts of activations ``act`` [B, T, d] under ``mask``.
+
+    Each window is standardized with its own global scalar mean/std over its valid tokens;
+    padded rows are zeroed, which leaves the singular values of the valid rows unchanged.
+    """
+    import torch
+
+    a = act.float()
+    m = mask.to(a.dtype).unsqueeze(-1)
+    d = a.shape[-1]
+    tokens = mask.sum(dim=1).to(torch.float32)
+    count = (tokens * d).clamp(min=1)
+    mean = (a * m).sum(dim=(1, 2)) / count
+    var = ((a * a) * m).sum(dim=(1, 2)) / count - mean * mean
+    std = var.clamp(min=0).sqrt()
+    # A constant window has no spread: its standardized matrix is zero, risk 0.
+    inv = torch.where(std > 0, 1.0 / std.clamp(min=1e-30), torch.zeros_like(std))
+    z = (a - mean[:, None, None]) * inv[:, None, None] * m
+    sigma = batched_top_singular(z, iters, seed)
+    return sigma / (tokens.sqrt() + math.sqrt(d)), tokens
+
+
+class RmtGuard:
+    name = "rmt"
+
+    def measure(
+        self, model: Any, ctx: MeasureContext, policy: RmtPolicy | Mapping[str, Any]
+    ) -> Signature:
+        started = time.perf_counter()
+        pol = _policy(policy)
+        indices = pick_evenly(len(ctx.windows), pol.windows)
+        sample = [list(ctx.windows[i]) for i in indices]
+        branches = residual_branches(model)
+        emb = embedding_branch(model)
+        if emb is not None:
+            branches.insert(0, emb)
+        sums: dict[str, float] = {}
+        weights: dict[str, float] = {}
+        features: dict[str, int] = {}
+
+        def on_output(branch: Branch, out: Any, mask: Any) -> None:
+            risk, tokens = window_edge_risk(out, mask, pol.power_iters, ctx.seed)
+            sums[branch.name] = sums.get(branch.name, 0.0) + float((risk * tokens).sum())
+            weights[branch.name] = weights.get(branch.name, 0.0) + float(tokens.sum())
+            features[branch.name] = int(out.shape[-1])
+
+        with hooked(branches, on_output) as set_mask:
+            run_windows(
+                model, sample, batch_size=ctx.batch_size, device=ctx.device, set_mask=set_mask
+            )
+        modules: dict[str, dict[str, Any]] = {}
+        families: dict[str, float] = {}
+        for b in branches:
+            if b.name not in weights:
+                continue  # a branch the forward never reached (e.g. an unused MoE path)
+            risk = sums[b.name] / weights[b.name]
+            modules[b.name] = {
+                "family": b.family,
+                "layer": b.layer,
+                "features": features[b.name],
+                "edge_risk": _json_float(risk),
+            }
+            # max() would drop NaN; a non-finite module must poison its family instead.
+            prev = families.get(b.family, -math.inf)
+            families[b.family] = risk if not math.isfinite(risk) else max(prev, risk)
+        contract = {
+            "statistic": "edge_risk = sigma_max(standardized A) / (sqrt(T) + sqrt(d))",
+            "estimator": {"type": "power_iter", "iters": pol.power_iters, "init": "randn"},
+            "seed": ctx.seed,
+            "standardize": "global scalar mean/std per window",
+            "aggregate": "token-weighted mean over windows per module; max per family",
+            "sampling": {
+                "policy": "evenly_spaced",
+                "of": len(ctx.windows),
+                "indices": indices,
+                "token_hashes": window_hashes(sample),
+            },
+        }
+        data = {
+            "families": {f: _json_float(v) for f, v in families.items()},
+            "modules": modules,
+            "tokens": int(sum(len(w) for w in sample)),
+            "device": ctx.device,
+        }
+        return Signature(
+            guard=self.name,
+            contract=contract,
+            data=data,
+            seconds=time.perf_counter() - started,
+        )
+
+    def compare(
+        self, baseline: Signature, subject: Signature, policy: RmtPolicy | Mapping[str, Any]
+    ) -> GuardResult:
+        started = time.perf_counter()
+        mismatch = contract_mismatch(self.name, baseline, subject)
+        if mismatch is not None:
+            return mismatch
+        pol = _policy(policy)
+        base_f: dict[str, float | None] = baseline.data["families"]
+        subj_f: dict[str, float | None] = subject.data["families"]
+        measured: dict[str, float] = {}
+        thresholds: dict[str, float] = {}
+        violations: list[str] = []
+        families: dict[str, dict[str, float | None]] = {}
+        deltas: list[float] = []
+        epsilons = {str(k): v for k, v in pol.epsilon.items()}
+        for fam in sorted(base_f):
+            base, cur = _num(base_f[fam]), _num(subj_f.get(fam))
+            eps = epsilons.get(fam, epsilons.get("other", 0.0))
+            thresholds[f"epsilon_{fam}"] = eps
+            _put(measured, f"edge_risk_{fam}_base", base)
+            _put(measured, f"edge_risk_{fam}_subject", cur)
+            if not (base > 0 and math.isfinite(base)):
+                families[fam] = {"base": _json_float(base), "subject": _json_float(cur)}
+                continue  # nothing to scale a relative change by
+            delta = cur / base - 1.0
+            families[fam] = {
+                "base": base,
+                "subject": _json_float(cur),
+                "delta": _json_float(delta),
+                "epsilon": eps,
+            }
+            if not math.isfinite(delta):
+                violations.append(f"{fam}: subject edge risk is {cur} (baseline {base:.4g})")
+            elif delta > eps:
+                deltas.append(delta)
+                violations.append(
+                    f"{fam}: edge risk {cur:.4g} vs baseline {base:.4g} "
+                    f"(+{delta:.2%} > epsilon {eps:.2%})"
+                )
+            else:
+                deltas.append(delta)
+        if deltas:
+            measured["max_delta"] = max(deltas)
+        measured["stable"] = 0.0 if violations else 1.0
+        return GuardResult(
+            name=self.name,
+            status="fail" if violations else "pass",
+            enforced=True,
+            measured=measured,
+            thresholds=thresholds,
+            violations=violations,
+            seconds=subject.seconds + time.perf_counter() - started,
+            contract_digest=subject.contract_digest,
+            details={
+                "stable": not violations,
+                "families": families,
+                "top_modules": module_deltas(baseline, subject)[:TOP_MODULES],
+                "tokens": subject.data.get("tokens"),
+            },
+        )
+
+
+def module_deltas(baseline: Signature, subject: Signature) -> list[dict[str, Any]]:
+    """Per-module base/subject edge risk and relative change, largest change first."""
+    rows: list[dict[str, Any]] = []
+    subj_m: dict[str, dict[str, Any]] = subject.data["modules"]
+    for name, info in baseline.data["modules"].items():
+        base = _num(info["edge_risk"])
+        cur = _num(subj_m[name]["edge_risk"]) if name in subj_m else math.nan
+        delta = cur / base - 1.0 if base > 0 else math.nan
+        rows.append(
+            {
+                "module": name,
+                "family": info["family"],
+                "layer": info["layer"],
+                "base": _json_float(base),
+                "subject": _json_float(cur),
+                "delta": _json_float(delta),
+            }
+        )
+    # Non-finite changes (NaN/inf activations, missing modules) sort first: most suspicious.
+    rows.sort(key=lambda r: -math.inf if r["delta"] is None else -r["delta"])
+    return rows
+
+
+def _num(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _json_float(value: float) -> float | None:
+    # Strict JSON has no NaN/inf: signatures and details store them as null.
+    return value if math.isfinite(value) else None
+
+
+def _put(measured: dict[str, float], key: str, value: float) -> None:
+    if math.isfinite(value):
+        measured[key] = value

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from editproof.edits import apply_edit  # noqa: E402
+from editproof.guards._branches import pick_evenly  # noqa: E402
+from editproof.guards.base import MeasureContext, Signature  # noqa: E402
+from editproof.guards.rmt import RmtGuard, top_singular_value, window_edge_risk  # noqa: E402
+from editproof.policy.guards import RmtPolicy  # noqa: E402
+from tests.models import VOCAB, tiny_model  # noqa: E402
+
+STRONG = "rmt_norm_noise:blend=1.0,row_frac=0.5,preserve_row_norms=0"
+POLICY = RmtPolicy(
+    epsilon={"attn": 0.08, "ffn": 0.1, "embed": 0.12, "other": 0.12}, windows=8, power_iters=10
+)
+
+
+def make_ctx(n: int = 12, length: int = 32, seed: int = 0) -> MeasureContext:
+    gen = torch.Generator().manual_seed(seed)
+    windows = torch.randint(0, VOCAB, (n, length), generator=gen).tolist()
+    return MeasureContext(device="cpu", windows=windows, seed=0, batch_size=4)
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def arm(request: pytest.FixtureRequest) -> tuple[Any, MeasureContext, Signature]:
+    model = tiny_model(request.param)
+    ctx = make_ctx()
+    return model, ctx, RmtGuard().measure(model, ctx, POLICY)
+
+
+def test_noop_passes_with_zero_delta(arm: tuple[Any, MeasureContext, Signature]) -> None:
+    model, ctx, base = arm
+    subject = RmtGuard().measure(model, ctx, POLICY)
+    assert subject.data == base.data  # deterministic, bit for bit
+    result = RmtGuard().compare(base, subject, POLICY)
+    assert result.status == "pass" and result.enforced and not result.violations
+    assert result.measured["max_delta"] == 0.0 and result.measured["stable"] == 1.0
+    assert set(result.details["families"]) == {"attn", "ffn", "embed"}
+    assert all(f["delta"] == 0.0 for f in result.details["families"].values())
+    assert result.thresholds["epsilon_ffn"] == 0.1
+
+
+def test_norm_noise_probe_raises_ffn_edge_risk(arm: tuple[Any, MeasureContext, Signature]) -> None:
+    model, ctx, base = arm
+    handle = apply_edit(model, STRONG)
+    try:
+        subject = RmtGuard().measure(model, ctx, POLICY)
+    finally:
+        handle.restore()
+    loose = RmtGuard().compare(base, subject, POLICY.model_copy(update={"epsilon": {"ffn": 10.0}}))
+    ffn = loose.details["families"]["ffn"]
+    assert ffn["delta"] > 0.05 and loose.status == "pass"
+    tight = RmtGuard().compare(base, subject, POLICY.model_copy(update={"epsilon": {"ffn": 0.01}}))
+    assert tight.status == "fail" and tight.measured["stable"] == 0.0
+    assert any(v.startswith("ffn:") for v in tight.violations)
+    top = tight.details["top_modules"][0]
+    assert top["family"] == "ffn" and top["delta"] > 0  # the probe edits up_proj of layers 0-3
+    # The edit is restored: the baseline's numbers come back exactly.
+    assert RmtGuard().measure(model, ctx, POLICY).data == base.data
+
+
+def test_power_iteration_matches_matrix_norm() -> None:
+    gen = torch.Generator().manual_seed(3)
+    u, _ = torch.linalg.qr(torch.randn(300, 40, generator=gen))
+    v, _ = torch.linalg.qr(torch.randn(40, 40, generator=gen))
+    s = torch.linspace(1.0, 0.1, 40)
+    s[0] = 7.0
+    matrix = u @ torch.diag(s) @ v.T
+    exact = float(torch.linalg.matrix_norm(matrix, ord=2))
+    assert math.isclose(top_singular_value(matrix, iters=20, seed=0), exact, rel_tol=1e-3)
+    # Never above the true value: power iteration approaches sigma_max from below.
+    assert top_singular_value(matrix, iters=1, seed=1) <= exact * (1 + 1e-6)
+
+
+def test_noise_edge_risk_is_near_one_and_padding_is_ignored() -> None:
+    gen = torch.Generator().manual_seed(5)
+    act = torch.randn(1, 400, 50, generator=gen) * 3.0 + 2.0  # scale/shift: standardized away
+    risk, tokens = window_edge_risk(act, torch.ones(1, 400, dtype=torch.bool), 50, 0)
+    assert tokens.tolist() == [400.0] and 0.9 < float(risk[0]) < 1.1
+    padded = torch.cat([act, torch.full((1, 37, 50), 1e3)], dim=1)
+    mask = torch.cat([torch.ones(1, 400), torch.zeros(1, 37)], dim=1).bool()
+    risk_padded, _ = window_edge_risk(padded, mask, 50, 0)
+    assert torch.allclose(risk_padded, risk, rtol=1e-5)
+
+
+def test_sample_is_evenly_spaced_and_pinned_in_the_contract() -> None:
+    assert pick_evenly(20, 8) == [0, 3, 5, 8, 11, 14, 16, 19]
+    assert pick_evenly(3, 8) == [0, 1, 2] and pick_evenly(5, 1) == [0]
+    model = tiny_model("llama")
+    ctx = make_ctx(n=20)
+    sig = RmtGuard().measure(model, ctx, POLICY)
+    assert sig.contract["sampling"]["indices"] == [0, 3, 5, 8, 11, 14, 16, 19]
+    json.dumps(sig.model_dump(mode="json"), allow_nan=False)
+    # Same indices but other tokens: refused, not compared.
+    other = RmtGuard().measure(model, make_ctx(n=20, seed=1), POLICY)
+    result = RmtGuard().compare(sig, other, POLICY.model_dump())
+    assert result.status == "fail" and "contract" in result.violations[0]
+
+
+def test_ragged_windows_and_batch_size_do_not_matter() -> None:
+    model = tiny_model("llama")
+    gen = torch.Generator().manual_seed(2)
+    windows = [torch.randint(0, VOCAB, (n,), generator=gen).tolist() for n in (20, 32, 9, 32)]
+    one = RmtGuard().measure(
+        model, MeasureContext(device="cpu", windows=windows, batch_size=1), POLICY
+    )
+    four = RmtGuard().measure(
+        model, MeasureContext(device="cpu", windows=windows, batch_size=4), POLICY
+    )
+    for name, info in one.data["modules"].items():
+        assert math.isclose(
+            info["edge_risk"], four.data["modules"][name]["edge_risk"], rel_tol=1e-4
+        )
+
+
+def test_non_finite_subject_fails() -> None:
+    base = Signature(
+        guard="rmt", contract={"k": 1}, data={"families": {"ffn": 1.2, "attn": 0.0}, "modules": {}}
+    )
+    subject = Signature(
+        guard="rmt", contract={"k": 1}, data={"families": {"ffn": None, "attn": 0.5}, "modules": {}}
+    )
+    result = RmtGuard().compare(base, subject, POLICY)
+    assert result.status == "fail" and result.violations[0].startswith("ffn:")
+    assert "edge_risk_ffn_subject" not in result.measured  # strict JSON: no NaN stored
+    assert "delta" not in result.details["families"]["attn"]  # base 0: nothing to scale by

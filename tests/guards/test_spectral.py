@@ -1,0 +1,278 @@
+"""Spectral guard: sigma_max per matrix vs the baseline's, on tiny Llama, GPT-2 and Mixtral."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from editproof.edits import apply_edit
+from editproof.guards.base import MeasureContext, Signature
+from editproof.guards.spectral import SpectralGuard
+from editproof.policy.tiers import load_tier
+from editproof.report.model import GuardResult
+from tests.models import tiny_model
+
+ARCHS = ("llama", "gpt2", "mixtral")
+CTX = MeasureContext(device="cpu", windows=[], seed=7)
+POLICY = load_tier("balanced").guards.spectral.model_dump()
+GUARD = SpectralGuard()
+O_PROJ = {
+    "llama": "model.layers.0.self_attn.o_proj.weight",
+    "gpt2": "transformer.h.0.attn.c_proj.weight",
+    "mixtral": "model.layers.0.self_attn.o_proj.weight",
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # Tiny matmuls gain nothing from intra-op threads; on a busy 2-core box they only add
+    # OpenMP hand-off latency.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, tuple[Any, Signature]]:
+    out = {}
+    for arch in ARCHS:
+        model = tiny_model(arch)
+        out[arch] = (model, GUARD.measure(model, CTX, POLICY))
+    return out
+
+
+def judge(model: Any, base: Signature, spec: str) -> GuardResult:
+    edit = apply_edit(model, spec)
+    try:
+        subject = GUARD.measure(model, CTX, POLICY)
+    finally:
+        edit.restore()
+    return GUARD.compare(base, subject, POLICY)
+
+
+def sig(matrices: dict[str, tuple[str, float]], iters: int = 20) -> Signature:
+    """A hand-made signature: name -> (family, sigma); stable rank and collapse held at 1."""
+    data = {
+        n: {"family": f, "sigma": s, "frob": s, "stable_rank": 1.0, "norm_collapse": 1.0}
+        for n, (f, s) in matrices.items()
+    }
+    contract = {"estimator": "power_iteration", "iters": iters, "seed": 0, "dtype": "float32"}
+    return Signature(guard="spectral", contract={**contract, "version": 1}, data={"matrices": data})
+
+
+# --- faults and probes on real architectures ------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_noop_passes_with_all_z_exactly_zero(models: dict[str, Any], arch: str) -> None:
+    model, base = models[arch]
+    result = judge(model, base, "noop")
+    assert result.status == "pass" and result.violations == []
+    assert result.measured["max_abs_z"] == 0.0
+    assert result.measured["max_sigma_ratio"] == 1.0
+    assert all(row["z"] == 0.0 for row in result.details["top_z"])
+    assert result.measured["matrices"] == len(base.data["matrices"])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_scale_explosion_fails_on_the_ratio(models: dict[str, Any], arch: str) -> None:
+    model, base = models[arch]
+    result = judge(model, base, "scale_explosion")
+    assert result.status == "fail"
+    assert result.measured["max_sigma_ratio"] == pytest.approx(100.0, rel=1e-4)
+    assert any(v.startswith("sigma_ratio: ") for v in result.violations)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("spec", ["norm_collapse", "rank_collapse"])
+def test_collapse_faults_fail(models: dict[str, Any], arch: str, spec: str) -> None:
+    model, base = models[arch]
+    result = judge(model, base, spec)
+    assert result.status == "fail", result.violations
+    assert result.measured["min_stable_rank_ratio"] < POLICY["stable_rank_fail"]
+    assert result.measured["min_norm_collapse_ratio"] < POLICY["norm_collapse_fail"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_moderate_scale_moves_exactly_one_matrix(models: dict[str, Any], arch: str) -> None:
+    model, base = models[arch]
+    result = judge(model, base, "spectral_moderate_scale")
+    top = result.details["top_z"]
+    assert top[0]["name"] == O_PROJ[arch] and top[0]["family"] == "attn"
+    assert top[0]["sigma_ratio"] == pytest.approx(2.0, rel=1e-5)
+    assert all(row["z"] == 0.0 for row in top[1:])
+    assert result.measured["max_sigma_ratio"] == pytest.approx(2.0, rel=1e-5)
+    # z is the sigma change over the spread of the baseline's attn sigmas.
+    sd = result.details["families"]["attn"]["sd"]
+    sigma = base.data["matrices"][O_PROJ[arch]]["sigma"]
+    assert top[0]["z"] == pytest.approx(sigma / sd, rel=1e-4)
+    if arch == "gpt2":
+        # Two attn shapes (c_attn 32x96, c_proj 32x32) make a wide spread: a small z.
+        assert result.status == "pass"
+    else:
+        assert top[0]["z"] > 8 and result.status == "warn"
+        assert result.measured["caps"] == 1 and result.details["selected_families"] == ["attn"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_quant_8bit_passes(models: dict[str, Any], arch: str) -> None:
+    model, base = models[arch]
+    result = judge(model, base, "quant_rtn:8:32:all")
+    assert result.status == "pass", result.violations
+    assert 0 < result.measured["max_abs_z"] < 1
+
+
+@pytest.mark.parametrize("spec", ["nan_injection", "inf_injection"])
+def test_non_finite_sigma_fails(models: dict[str, Any], spec: str) -> None:
+    model, base = models["llama"]
+    result = judge(model, base, spec)
+    assert result.status == "fail"
+    assert result.measured["non_finite_matrices"] == 1
+
+
+def test_structural_changes_are_counted_not_failed(models: dict[str, Any]) -> None:
+    model, base = models["llama"]
+    dropped = judge(model, base, "missing_tensors")
+    assert dropped.status == "pass" and dropped.measured["missing_matrices"] == 7
+    untied = judge(model, base, "weight_tying_break")
+    assert untied.status == "pass" and untied.measured["extra_matrices"] == 1
+
+
+# --- what gets measured ---------------------------------------------------------------------
+
+
+def test_matrices_tied_head_once_and_expert_slices(models: dict[str, Any]) -> None:
+    llama = models["llama"][1].data["matrices"]
+    assert "lm_head.weight" not in llama and "model.embed_tokens.weight" in llama
+    assert len(llama) == 15  # 2 x 7 projections + the (tied) embedding
+    mixtral = models["mixtral"][1].data["matrices"]
+    assert "lm_head.weight" in mixtral
+    slices = [n for n in mixtral if ".experts." in n]
+    assert len(slices) == 16  # 2 layers x (gate_up, down) x 4 experts
+    assert "model.layers.1.mlp.experts.down_proj[3]" in slices
+    assert {mixtral[n]["family"] for n in slices} == {"ffn"}
+    gpt2 = models["gpt2"][1].data["matrices"]
+    assert gpt2["transformer.wpe.weight"]["family"] == "embed"
+
+
+def _linear(weight: torch.Tensor) -> torch.nn.Module:
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return layer
+
+
+def test_power_iteration_accuracy() -> None:
+    gen = torch.Generator().manual_seed(3)
+    u, _ = torch.linalg.qr(torch.randn(48, 32, generator=gen))
+    v, _ = torch.linalg.qr(torch.randn(32, 32, generator=gen))
+    spectrum = 10.0 * 0.6 ** torch.arange(32, dtype=torch.float32)
+    weight = u @ torch.diag(spectrum) @ v.T
+    data = GUARD.measure(_linear(weight), CTX, POLICY).data["matrices"]["weight"]
+    exact = float(torch.linalg.matrix_norm(weight, 2))
+    assert data["sigma"] == pytest.approx(exact, rel=1e-3)
+    frob = float(torch.linalg.matrix_norm(weight))
+    assert data["stable_rank"] == pytest.approx(frob**2 / exact**2, rel=2e-3)
+
+
+def test_norm_collapse_statistic() -> None:
+    weight = torch.ones(4, 6)
+    weight[1] *= 0.5  # rows 0.5x the median -> 0.5; columns stay equal
+    data = GUARD.measure(_linear(weight), CTX, POLICY).data["matrices"]["weight"]
+    assert data["norm_collapse"] == pytest.approx(0.5)
+    weight[:, 2] = 0.0  # a dead input column
+    data = GUARD.measure(_linear(weight), CTX, POLICY).data["matrices"]["weight"]
+    assert data["norm_collapse"] == 0.0
+    zero = GUARD.measure(_linear(torch.zeros(4, 6)), CTX, POLICY).data["matrices"]["weight"]
+    assert zero == {
+        "family": "other",
+        "sigma": 0.0,
+        "frob": 0.0,
+        "stable_rank": 0.0,
+        "norm_collapse": 0.0,
+    }
+
+
+def test_independent_of_module_order_and_deterministic() -> None:
+    torch.manual_seed(0)
+    layers = {
+        "a": torch.nn.Linear(24, 40),
+        "b": torch.nn.Linear(40, 24),
+        "c": torch.nn.Linear(8, 8),
+    }
+    forward = torch.nn.ModuleDict(layers)
+    backward = torch.nn.ModuleDict(dict(reversed(layers.items())))
+    first = GUARD.measure(forward, CTX, POLICY)
+    assert first.data == GUARD.measure(backward, CTX, POLICY).data
+    assert first.data == GUARD.measure(forward, CTX, POLICY).data
+    reseeded = GUARD.measure(forward, CTX.model_copy(update={"seed": 8}), POLICY)
+    assert reseeded.contract_digest != first.contract_digest
+    assert GUARD.compare(first, reseeded, POLICY).status == "fail"  # contract mismatch
+
+
+# --- compare on hand-made signatures --------------------------------------------------------
+
+
+def _family_shift(z_attn: float, z_ffn: float) -> tuple[Signature, Signature]:
+    # Five matrices per family with sigma 1..5: sd (ddof 0) is sqrt(2).
+    base = {f"{f}{i}": (f, float(i)) for f in ("attn", "ffn") for i in range(1, 6)}
+    subj = dict(base)
+    subj["attn1"] = ("attn", 1 + z_attn * math.sqrt(2))
+    subj["ffn1"] = ("ffn", 1 + z_ffn * math.sqrt(2))
+    return sig(base), sig(subj)
+
+
+def _policy(**changes: Any) -> dict[str, Any]:
+    kappa = {"attn": 2.0, "ffn": 2.0, "embed": 3.0, "other": 3.0}
+    return {**POLICY, "kappa": kappa, "alpha": 0.05, **changes}
+
+
+def test_bh_selects_families_bonferroni_does_not() -> None:
+    # p(attn) = erfc(2.1/sqrt2) = 0.036, p(ffn) = 0.028; m = 2 families.
+    base, subj = _family_shift(2.1, 2.2)
+    bh = GUARD.compare(base, subj, _policy(multiple_testing="bh"))
+    assert bh.measured["max_abs_z"] == pytest.approx(2.2)
+    assert bh.status == "warn" and bh.measured["caps"] == 2
+    assert bh.details["selected_families"] == ["attn", "ffn"]
+    assert bh.details["multiple_testing"]["m"] == 2
+    bonferroni = GUARD.compare(base, subj, _policy(multiple_testing="bonferroni"))
+    assert bonferroni.measured["candidates"] == 2 and bonferroni.measured["caps"] == 0
+    assert bonferroni.status == "pass"
+
+
+def test_caps_beyond_max_caps_fail() -> None:
+    base, subj = _family_shift(3.0, 3.5)
+    assert GUARD.compare(base, subj, _policy(max_caps=2)).status == "warn"
+    result = GUARD.compare(base, subj, _policy(max_caps=1))
+    assert result.status == "fail" and result.violations[0] == "caps: 2 > max_caps 1"
+
+
+def test_zero_spread_family_uses_relative_change() -> None:
+    base = sig({"emb": ("embed", 2.0), "a1": ("attn", 1.0), "a2": ("attn", 3.0)})
+    subj = sig({"emb": ("embed", 2.5), "a1": ("attn", 1.0), "a2": ("attn", 3.0)})
+    result = GUARD.compare(base, subj, POLICY)
+    assert result.details["top_z"][0] == pytest.approx(
+        {"name": "emb", "family": "embed", "z": 2.5, "sigma_ratio": 1.25}
+    )
+    assert result.details["families"]["embed"]["sd_zero"] is True
+    assert result.status == "pass"  # 2.5 < kappa_embed 3.0
+
+
+def test_degeneracy_thresholds() -> None:
+    base = sig({"a": ("attn", 1.0), "b": ("attn", 2.0)})
+    subj = sig({"a": ("attn", 1.0), "b": ("attn", 2.0)})
+    subj.data["matrices"]["a"]["stable_rank"] = 0.4  # warn band [0.25, 0.5)
+    assert GUARD.compare(base, subj, POLICY).status == "warn"
+    subj.data["matrices"]["a"]["stable_rank"] = 0.2
+    failed = GUARD.compare(base, subj, POLICY)
+    assert failed.status == "fail"
+    assert failed.violations == ["stable_rank: a ratio 0.200 < 0.25"]
+    subj.data["matrices"]["a"]["stable_rank"] = 1.0
+    subj.data["matrices"]["b"]["norm_collapse"] = 0.05
+    assert GUARD.compare(base, subj, POLICY).measured["min_norm_collapse_ratio"] == 0.05
+    assert GUARD.compare(base, subj, POLICY).status == "fail"
