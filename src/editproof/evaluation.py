@@ -57,6 +57,8 @@ DEMO_RELAX_REASON = (
 )
 # Offset between the window seed and the bootstrap seed, so the two streams never coincide.
 BOOTSTRAP_SEED_OFFSET = 503
+# Faults that change the model's layout: no guard may reuse baseline numbers for them.
+_STRUCTURAL = frozenset({"shape_mismatch", "missing_tensors", "weight_tying_break"})
 # Environment variable the seed document names for the tuned edit params file.
 TUNED_ENV = "PACK_TUNED_EDIT_PARAMS_FILE"
 
@@ -272,7 +274,14 @@ class Evaluator:
                 kind="edited",
                 load_seconds=0.0,
             )
-            guards = self._judge_guards(loaded, spec.type, timings)
+            # Weight edits and tensor-level faults leave every other tensor bit-identical;
+            # guards may reuse the baseline's numbers for those. Layout changes may not.
+            touched = (
+                None
+                if spec.type in _STRUCTURAL
+                else frozenset(aliases(loaded.model, record.tensors))
+            )
+            guards = self._judge_guards(loaded, spec.type, timings, touched)
         t0 = time.perf_counter()
         self._verify_restore(loaded, record.tensors)
         timings["restore_verify"] = time.perf_counter() - t0
@@ -342,13 +351,19 @@ class Evaluator:
             )
 
     def _judge_guards(
-        self, loaded: LoadedModel, probe: str | None, timings: dict[str, float]
+        self,
+        loaded: LoadedModel,
+        probe: str | None,
+        timings: dict[str, float],
+        touched: frozenset[str] | None = None,
     ) -> GuardsSection:
         if not self.base_signatures:
             return GuardsSection()
         self._say("guards: judging the subject")
         t0 = time.perf_counter()
-        ctx = self.guard_ctx.model_copy(update={"device": loaded.device})
+        ctx = self.guard_ctx.model_copy(
+            update={"device": loaded.device, "touched": touched, "baseline": self.base_signatures}
+        )
         section = judge_all(loaded.model, ctx, self.tier.guards, self.base_signatures, probe=probe)
         timings["guards_subject"] = time.perf_counter() - t0
         return section

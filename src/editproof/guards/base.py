@@ -55,6 +55,11 @@ class MeasureContext(BaseModel):
     windows: Sequence[Sequence[int]]
     seed: int = 0
     batch_size: int = 8
+    # Set by the evaluator for in-memory edits: the parameters the edit touched (tied
+    # aliases included) and the baseline's signatures. A weight-based guard may then reuse
+    # the baseline's numbers for every untouched tensor, which are bit-identical.
+    touched: frozenset[str] | None = None
+    baseline: dict[str, Signature] | None = None
 
 
 class Guard(Protocol):

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from editproof.guards.base import MeasureContext, Signature, contract_mismatch
+from editproof.guards.base import MeasureContext, Signature, contract_digest, contract_mismatch
 from editproof.lm.anatomy import family_of
 from editproof.policy.guards import SpectralPolicy
 from editproof.report.model import GuardResult, GuardStatus
@@ -60,7 +60,8 @@ class SpectralGuard:
             "dtype": "float32",
             "version": 1,
         }
-        matrices = _measure_all(model, iters, ctx.seed)
+        reuse = _reusable(ctx, self.name, contract)
+        matrices = _measure_all(model, iters, ctx.seed, reuse)
         return Signature(
             guard=self.name,
             contract=contract,
@@ -271,6 +272,7 @@ class _Stack:
     family: str
     labels: list[str]
     tensor: torch.Tensor
+    param: str
 
 
 def _stacks(model: Any) -> list[_Stack]:
@@ -284,14 +286,32 @@ def _stacks(model: Any) -> list[_Stack]:
         if not param.is_floating_point() or param.device.type == "meta":
             continue
         if param.ndim == 2:
-            out.append(_Stack(family_of(name), [name], param.detach().unsqueeze(0)))
+            out.append(_Stack(family_of(name), [name], param.detach().unsqueeze(0), name))
         elif param.ndim == 3:
             labels = [f"{name}[{e}]" for e in range(param.shape[0])]
-            out.append(_Stack(family_of(name), labels, param.detach()))
+            out.append(_Stack(family_of(name), labels, param.detach(), name))
     return out
 
 
-def _measure_all(model: Any, iters: int, seed: int) -> dict[str, dict[str, Any]]:
+def _reusable(
+    ctx: MeasureContext, name: str, contract: dict[str, Any]
+) -> tuple[frozenset[str], dict[str, dict[str, Any]]] | None:
+    """(touched params, baseline matrices) when untouched matrices may be copied over.
+
+    Only for the same contract: numbers measured another way must be measured again.
+    """
+    base = (ctx.baseline or {}).get(name)
+    if ctx.touched is None or base is None or contract_digest(contract) != base.contract_digest:
+        return None
+    return ctx.touched, base.data["matrices"]
+
+
+def _measure_all(
+    model: Any,
+    iters: int,
+    seed: int,
+    reuse: tuple[frozenset[str], dict[str, dict[str, Any]]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """sigma_max, Frobenius norm and norm collapse of every matrix, one sync per device.
 
     Start vectors are drawn on the CPU (so they do not depend on the device) and copied once
@@ -301,6 +321,17 @@ def _measure_all(model: Any, iters: int, seed: int) -> dict[str, dict[str, Any]]
     import torch
 
     stacks = _stacks(model)
+    copied: dict[str, dict[str, Any]] = {}
+    if reuse is not None:
+        # Untouched weights are bit-identical to the baseline's: their numbers carry over.
+        touched, base = reuse
+        keep = []
+        for st in stacks:
+            if st.param in touched or not all(lb in base for lb in st.labels):
+                keep.append(st)
+            else:
+                copied.update({lb: base[lb] for lb in st.labels})
+        stacks = keep
     vectors = [
         torch.randn(st.tensor.shape[2], generator=torch.Generator().manual_seed(_seed(seed, lb)))
         for st in stacks
@@ -327,7 +358,7 @@ def _measure_all(model: Any, iters: int, seed: int) -> dict[str, dict[str, Any]]
             offset += n_exp * cols
             family.update(dict.fromkeys(st.labels, st.family))
 
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, Any]] = dict(copied)
     for names, found in results.values():
         for name, (sigma, frob, collapse) in zip(names, torch.cat(found).tolist(), strict=True):
             out[name] = _record(family[name], sigma, frob, collapse)
