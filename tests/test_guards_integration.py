@@ -122,3 +122,27 @@ def test_cli_writes_probe_sidecar_and_can_skip_guards(
     )
     report = json.loads((out2 / "evaluation.report.json").read_text())
     assert report["guards"]["status"] == "not_run" and report["guards"]["results"] == []
+
+
+def test_spectral_reuse_matches_a_full_measurement(evaluator: Evaluator) -> None:
+    from editproof.edits import apply_edit
+    from editproof.guards.spectral import SpectralGuard
+    from editproof.lm.digest import aliases
+
+    model = evaluator.model.model
+    policy = evaluator.tier.guards.spectral.model_dump()
+    guard = SpectralGuard()
+    handle = apply_edit(model, "quant_rtn:4:32:ffn")
+    try:
+        full = guard.measure(model, evaluator.guard_ctx, policy)
+        ctx = evaluator.guard_ctx.model_copy(
+            update={
+                "touched": frozenset(aliases(model, handle.record.tensors)),
+                "baseline": evaluator.base_signatures,
+            }
+        )
+        reused = guard.measure(model, ctx, policy)
+    finally:
+        handle.restore()
+    assert reused.data == full.data
+    assert reused.contract == full.contract
