@@ -47,6 +47,10 @@ class _Row:
     norm_collapse: float
 
 
+# Weight dtypes whose matvecs run natively on CUDA (fp32 accumulation).
+_NATIVE = frozenset({"torch.bfloat16", "torch.float16"})
+
+
 class SpectralGuard:
     name = "spectral"
 
@@ -57,7 +61,7 @@ class SpectralGuard:
             "estimator": "power_iteration",
             "iters": iters,
             "seed": ctx.seed,
-            "dtype": "float32",
+            "dtype": _compute_dtype(model),
             "version": 1,
         }
         reuse = _reusable(ctx, self.name, contract)
@@ -293,6 +297,15 @@ def _stacks(model: Any) -> list[_Stack]:
     return out
 
 
+def _compute_dtype(model: Any) -> str:
+    """The dtype the matvecs run in (part of the contract): bf16/fp16 on CUDA, else fp32."""
+
+    param = next(model.parameters(), None)
+    if param is not None and param.device.type == "cuda" and str(param.dtype) in _NATIVE:
+        return str(param.dtype).removeprefix("torch.")
+    return "float32"
+
+
 def _reusable(
     ctx: MeasureContext, name: str, contract: dict[str, Any]
 ) -> tuple[frozenset[str], dict[str, dict[str, Any]]] | None:
@@ -354,7 +367,10 @@ def _measure_all(
                 v0 = on_device[t.device][offset + e0 * cols : offset + e1 * cols]
                 names, found = results.setdefault(t.device, ([], []))
                 names += st.labels[e0:e1]
-                found.append(_matrix_stats(t[e0:e1].float(), v0.view(e1 - e0, cols, 1), iters))
+                w = t[e0:e1]
+                if str(w.dtype) not in _NATIVE or w.device.type != "cuda":
+                    w = w.float()  # CPU half-precision matmuls are slow and imprecise
+                found.append(_matrix_stats(w, v0.view(e1 - e0, cols, 1), iters))
             offset += n_exp * cols
             family.update(dict.fromkeys(st.labels, st.family))
 
@@ -369,17 +385,25 @@ def _matrix_stats(w: torch.Tensor, v: torch.Tensor, iters: int) -> torch.Tensor:
     """``[E, 3]``: sigma_max (power iteration on W^T W), Frobenius norm, norm collapse."""
     import torch
 
-    v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min(_TINY)
+    # Matvecs run in the weight's own dtype (cuBLAS accumulates in fp32): power iteration is
+    # memory-bound, and an fp32 copy of every bf16 weight doubled its cost on a 7B model.
+    # Normalisation and the statistics are fp32.
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        out: torch.Tensor = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(_TINY)
+        return out
+
+    f32 = torch.float32
+    v = unit(v).to(w.dtype)
     wt = w.transpose(1, 2)
     for _ in range(iters):
-        u = torch.bmm(w, v)
-        u = u / torch.linalg.vector_norm(u, dim=1, keepdim=True).clamp_min(_TINY)
-        v = torch.bmm(wt, u)
-        v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min(_TINY)
-    sigma = torch.linalg.vector_norm(torch.bmm(w, v), dim=(1, 2))
-    frob = torch.linalg.vector_norm(w, dim=(1, 2))
+        u = unit(torch.bmm(w, v)).to(w.dtype)
+        v = unit(torch.bmm(wt, u)).to(w.dtype)
+    sigma = torch.linalg.vector_norm(torch.bmm(w, v).float(), dim=(1, 2))
+    frob = torch.linalg.vector_norm(w, dim=(1, 2), dtype=f32)
     collapse = torch.minimum(
-        _collapse(torch.linalg.vector_norm(w, dim=2)), _collapse(torch.linalg.vector_norm(w, dim=1))
+        _collapse(torch.linalg.vector_norm(w, dim=2, dtype=f32)),
+        _collapse(torch.linalg.vector_norm(w, dim=1, dtype=f32)),
     )
     return torch.stack([sigma, frob, collapse], dim=1)
 
