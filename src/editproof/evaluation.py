@@ -33,7 +33,7 @@ from editproof.lm.digest import WeightDigest, aliases, digest_from_lines, finger
 from editproof.lm.save import read_edit_metadata
 from editproof.lm.sources import ModelSource
 from editproof.measure import WindowNLL, measure_nll
-from editproof.policy import load_tier
+from editproof.policy import TierPolicy, load_tier
 from editproof.report.build import build_report, make_arm
 from editproof.report.model import (
     Arm,
@@ -89,6 +89,10 @@ class EvaluationConfig:
     relax_token_floor: bool | None = None  # None: relax only for the embedded demo model
     edit_label: str | None = None
     guards: bool = True
+    # A resolved policy (e.g. a tier with a calibrated preset merged, see editproof.calibration)
+    # replaces the packaged ``tier``; ``policy_source`` says where it came from.
+    policy: TierPolicy | None = None
+    policy_source: str | None = None
     command: list[str] = field(default_factory=list)
 
 
@@ -118,7 +122,7 @@ class Evaluator:
         self._say = progress or (lambda _msg: None)
         # Cheap checks first, so a typo fails before minutes of model loading.
         self.base_src = parse_source(config.baseline)
-        self.tier = load_tier(config.tier)
+        self.tier = resolve_tier(config)
         if config.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
         demo = self.base_src.kind == "demo"
@@ -395,12 +399,18 @@ class Evaluator:
             edit=edit,
             provenance=provenance,
             relax_reason=self.relax_reason,
+            policy_source=self.config.policy_source,
             guards=guards,
         )
         timings["derive"] = time.perf_counter() - t0
         return report.model_copy(
             update={"provenance": provenance.model_copy(update={"timings": timings})}
         )
+
+
+def resolve_tier(config: EvaluationConfig) -> TierPolicy:
+    """``config.policy`` when given, else the packaged tier named ``config.tier``."""
+    return config.policy if config.policy is not None else load_tier(config.tier)
 
 
 def check_config(config: EvaluationConfig) -> None:
@@ -413,7 +423,7 @@ def check_config(config: EvaluationConfig) -> None:
     else:
         assert config.subject is not None
         parse_source(config.subject)
-    load_tier(config.tier)
+    resolve_tier(config)
     if config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.tuned_params is not None and not Path(config.tuned_params).is_file():

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from editproof.errors import UsageError
+
+if TYPE_CHECKING:
+    from editproof.policy import TierPolicy
 
 BASELINE = typer.Option(
     ..., "--baseline", help="'demo', a local model dir, a .gguf file or org/name@rev."
@@ -40,6 +46,21 @@ RELAX = typer.Option(
     help="Relax the tier's token floor (recorded). Default: relaxed only for the demo model.",
 )
 QUIET = typer.Option(False, "--quiet", "-q", help="Print only the verdict line(s).")
+PRESET = typer.Option(
+    None, "--preset", help="calibrated_preset_<model>.json/.yaml to merge into the tier."
+)
+
+
+def resolve_policy(tier: str, preset: str | None) -> tuple[TierPolicy | None, str | None]:
+    """The tier with a calibrated preset merged in (a new policy; the package is untouched)."""
+    if preset is None:
+        return None, None
+    from editproof.calibration import apply_preset, load_preset
+    from editproof.policy import load_tier
+
+    policy = apply_preset(load_tier(tier), load_preset(preset))
+    digest = hashlib.sha256(Path(preset).read_bytes()).hexdigest()
+    return policy, f"preset {preset} (sha256 {digest})"
 
 
 def parse_windows(text: str) -> tuple[int, int]:

@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from editproof import __version__
+from editproof.cli import calibrate as calibrate_cmd
 from editproof.cli import edit as edit_cmd
 from editproof.cli import evaluate as evaluate_cmd
 from editproof.cli import report as report_cmd
@@ -36,6 +37,7 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("edit")(edit_cmd.edit)
 app.command("tune")(tune_cmd.tune)
 app.add_typer(report_cmd.app, name="report")
+app.add_typer(calibrate_cmd.app, name="calibrate")
 
 
 def _version(value: bool) -> None:

@@ -31,6 +31,7 @@ def evaluate(
     ),
     tuned_params: str | None = _o.TUNED_PARAMS,
     tier: str = _o.TIER,
+    preset: str | None = _o.PRESET,
     provider: str = _o.PROVIDER,
     data: str | None = _o.DATA,
     field: str = _o.FIELD,
@@ -65,12 +66,15 @@ def evaluate(
     from editproof.evaluation import evaluate as run_evaluation
 
     n_preview, n_final = _o.parse_windows(windows)
+    policy, policy_source = _o.resolve_policy(tier, preset)
     config = EvaluationConfig(
         baseline=baseline,
         subject=subject,
         edit=edit,
         tuned_params=tuned_params,
         tier=tier,
+        policy=policy,
+        policy_source=policy_source,
         provider=provider,
         data_path=data,
         data_field=field,

@@ -28,6 +28,7 @@ def tune(
     ),
     group_size: int = typer.Option(32, "--group-size", help="Group size for quant_rtn."),
     tier: str = _o.TIER,
+    preset: str | None = _o.PRESET,
     provider: str = _o.PROVIDER,
     data: str | None = _o.DATA,
     field: str = _o.FIELD,
@@ -56,10 +57,13 @@ def tune(
         parse_scope(scope)
     existing = load_tuned(out) if out.exists() else TunedParams()
     n_preview, n_final = _o.parse_windows(windows)
+    policy, policy_source = _o.resolve_policy(tier, preset)
     config = EvaluationConfig(
         baseline=baseline,
         edit="noop",
         tier=tier,
+        policy=policy,
+        policy_source=policy_source,
         provider=provider,
         data_path=data,
         data_field=field,

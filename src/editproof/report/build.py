@@ -45,6 +45,7 @@ def build_report(
     provenance: Provenance,
     relax_reason: str | None,
     guards: GuardsSection | None = None,
+    policy_source: str | None = None,
 ) -> EvaluationReport:
     """Derive the primary metric, drift and gates, and decide the status."""
     guards = guards or GuardsSection()
@@ -71,7 +72,11 @@ def build_report(
         tool=ToolInfo(version=__version__),
         status=derive.overall_status(gates, guards),
         policy=PolicyInfo(
-            tier=tier, digest=tier.digest(), token_floor_relaxed=relaxed, relax_reason=relax_reason
+            tier=tier,
+            digest=tier.digest(),
+            token_floor_relaxed=relaxed,
+            relax_reason=relax_reason,
+            source=policy_source,
         ),
         dataset=dataset,
         edit=edit,

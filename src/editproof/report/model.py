@@ -222,10 +222,14 @@ class EditInfo(_Model):
 
 
 class PolicyInfo(_Model):
+    """The resolved policy that judged the run. ``source`` names a preset or tier patch
+    (path and sha256) when one was merged into the packaged tier."""
+
     tier: TierPolicy
     digest: str
     token_floor_relaxed: bool = False
     relax_reason: str | None = None
+    source: str | None = None
 
 
 class Provenance(_Model):
