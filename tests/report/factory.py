@@ -250,6 +250,7 @@ def make_report(
         drift=dr,
         gates=gate_list,
         guards=guards,
+        validation=derive.validation_flags(pm, gate_list, guards),
         provenance=Provenance(
             seeds={"windows": seed, "bootstrap": boot_seed},
             versions={

@@ -72,6 +72,10 @@ TAMPERS = {
     "window count": (_set("dataset.n_final", 63), "subject.final"),
     "preview summary": (_set("subject.summary.ppl_preview", 1.0), "subject.summary.ppl_preview"),
     "drift": (_set("drift.paired", 1.0), "drift.paired"),
+    "validation flag": (
+        _set("validation.primary_metric_acceptable", True),
+        "validation.primary_metric_acceptable",
+    ),
 }
 
 

@@ -86,5 +86,6 @@ def build_report(
         drift=dr,
         gates=gates,
         guards=guards,
+        validation=derive.validation_flags(pm, gates, guards),
         provenance=provenance,
     )

@@ -295,6 +295,35 @@ def guards_status(results: Sequence[GuardResult]) -> Literal["not_run", "pass", 
     return "warn" if "warn" in statuses else "pass"
 
 
+def validation_flags(
+    pm: PrimaryMetric, gate_list: Sequence[Gate], guards: GuardsSection
+) -> dict[str, bool]:
+    """The named booleans a verdict reads. A guard that did not run counts as passing."""
+    passed = {g.name: g.passed for g in gate_list}
+    status = {r.name: r.status for r in guards.results}
+    variance = next((r for r in guards.results if r.name == "variance"), None)
+    return {
+        "primary_metric_acceptable": not pm.invalid
+        and passed.get("ratio", False)
+        and passed.get("ratio_ci_upper", False),
+        "primary_metric_invalid": pm.invalid,
+        "preview_final_drift_acceptable": passed.get("drift", False),
+        "token_floor_acceptable": passed.get("token_floor", False),
+        "primary_metric_tail_acceptable": passed.get("tail", True),
+        "guards_run": bool(guards.results),
+        "invariants_pass": status.get("invariants", "pass") != "fail",
+        "spectral_stable": status.get("spectral", "pass") != "fail",
+        "rmt_stable": status.get("rmt", "pass") != "fail",
+        "variance_signal": bool(
+            variance
+            and (
+                variance.measured.get("proposed_scales", 0) > 0
+                or variance.measured.get("would_enable", 0) > 0
+            )
+        ),
+    }
+
+
 def overall_status(gate_list: Sequence[Gate], guards: GuardsSection) -> Status:
     """PASS iff every enforced gate passed and no enforced guard failed."""
     ok = all(g.passed for g in gate_list if g.enforced) and guards.status != "fail"

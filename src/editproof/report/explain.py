@@ -15,6 +15,16 @@ def _threshold(gate: Gate) -> str:
     return f"{gate.threshold:.6g}"
 
 
+MAX_VIOLATIONS = 5
+MAX_PAIRS = 8
+
+
+def _pairs(values: dict[str, float]) -> str:
+    items = list(values.items())
+    text = ", ".join(f"{k}={_fmt(v)}" for k, v in items[:MAX_PAIRS])
+    return text + (f", ... (+{len(items) - MAX_PAIRS})" if len(items) > MAX_PAIRS else "")
+
+
 def gate_verdict(gate: Gate) -> str:
     if gate.relaxed:
         return "RELAXED"
@@ -53,7 +63,19 @@ def explain_lines(report: EvaluationReport) -> list[str]:
         lines.append(line)
     lines.append(f"guards: {report.guards.status}")
     for result in report.guards.results:
-        lines.append(f"  {result.status.upper():8} {result.name}  {'; '.join(result.violations)}")
+        kind = "" if result.enforced else " (informational)"
+        lines.append(f"  {result.status.upper():8} {result.name}{kind}")
+        if result.measured:
+            lines.append(f"           measured   {_pairs(result.measured)}")
+        if result.thresholds:
+            lines.append(f"           thresholds {_pairs(result.thresholds)}")
+        for violation in result.violations[:MAX_VIOLATIONS]:
+            lines.append(f"           ! {violation}")
+        if len(result.violations) > MAX_VIOLATIONS:
+            lines.append(f"           ! ... {len(result.violations) - MAX_VIOLATIONS} more")
+    flags = [k for k, v in report.validation.items() if not v and k != "primary_metric_invalid"]
+    if flags:
+        lines.append(f"flags not met: {', '.join(flags)}")
     if report.policy.token_floor_relaxed and report.policy.relax_reason:
         lines.append(f"note: token floor relaxed: {report.policy.relax_reason}")
     return lines

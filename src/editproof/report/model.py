@@ -260,4 +260,7 @@ class EvaluationReport(_Model):
     drift: Drift
     gates: list[Gate]
     guards: GuardsSection = Field(default_factory=GuardsSection)
+    # One boolean per gate and guard (primary_metric_acceptable, invariants_pass, ...), the
+    # flags suites and verdicts read; derived from gates and guards, recomputed by verify.
+    validation: dict[str, bool] = Field(default_factory=dict)
     provenance: Provenance

@@ -117,6 +117,11 @@ def verify_report(report: EvaluationReport) -> VerifyResult:
             for key, value in gate.model_dump().items():
                 c.same(f"gates.{gate.name}.{key}", stored[gate.name].model_dump()[key], value)
     c.same("status", report.status, derive.overall_status(gates, report.guards))
+    flags = derive.validation_flags(pm, gates, report.guards)
+    for key, value in flags.items():
+        c.same(f"validation.{key}", report.validation.get(key), value)
+    extra = sorted(set(report.validation) - set(flags))
+    c.expect(not extra, f"validation: unknown flags {extra}")
     _check_guards(c, report)
     notes = []
     if pol.name in TIER_NAMES and pol != load_tier(pol.name):
