@@ -2,11 +2,9 @@
 
     python bench/guards.py --model demo --device cpu              # default windows (64+64 x 256)
     python bench/guards.py --model mistral-7b --device cuda --specs noop,quant_rtn:8:32:attn
-    python bench/guards.py --model demo --null-seeds 10 --windows 16 --seq-len 128
-
 For each spec: the primary metric, each guard's status, and each guard's time as a fraction
-of the evaluation's own measurement time (the subject's forward passes). With --null-seeds N,
-N noop evaluations with different window/estimator seeds report whether any guard failed.
+of the evaluation's own measurement time (the subject's forward passes). The null check
+(noop re-measured under other seeds and window samples) is `editproof calibrate null-sweep`.
 """
 
 from __future__ import annotations
@@ -80,7 +78,6 @@ def main() -> None:
     p.add_argument("--windows", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--null-seeds", type=int, default=0)
     p.add_argument("--workdir", default=None)
     args = p.parse_args()
 
@@ -131,15 +128,9 @@ def main() -> None:
             print(
                 f"{spec:28} {row['status']:6} {ratio:>9}  " + "  ".join(f"{c:>16}" for c in cells)
             )
-    nulls = []
-    for k in range(args.null_seeds):
-        report = Evaluator(config(100 + k)).judge_edit("noop")
-        failed = [g.name for g in report.guards.results if g.status == "fail"]
-        nulls.append({"seed": 100 + k, "status": report.status, "failed_guards": failed})
-        print(f"null seed {100 + k}: {report.status}, failed guards: {failed or 'none'}")
     print(
         json.dumps(
-            {"bench": "guards", "model": args.model, "device": device, "rows": rows, "null": nulls},
+            {"bench": "guards", "model": args.model, "device": device, "rows": rows},
             default=str,
         )
     )

@@ -146,3 +146,28 @@ def test_spectral_reuse_matches_a_full_measurement(evaluator: Evaluator) -> None
         handle.restore()
     assert reused.data == full.data
     assert reused.contract == full.contract
+
+
+@pytest.mark.parametrize("attack", ["drop_failed_guard", "mark_informational"])
+def test_hiding_a_failed_guard_is_detected(evaluator: Evaluator, attack: str) -> None:
+    from editproof.report import derive
+
+    report = evaluator.judge_edit("scale_explosion")
+    data = json.loads(report.model_dump_json())
+    results = data["guards"]["results"]
+    spectral = next(r for r in results if r["name"] == "spectral")
+    assert spectral["status"] == "fail"
+    if attack == "drop_failed_guard":
+        results.remove(spectral)
+    else:
+        spectral["enforced"] = False
+    # A careful forger also recomputes every status the checks derive...
+    forged = type(report).model_validate(data)
+    status = derive.guards_status(forged.guards.results)
+    guards = forged.guards.model_copy(update={"status": status})
+    data["guards"]["status"] = status
+    data["status"] = derive.overall_status(forged.gates, guards)
+    data["validation"] = derive.validation_flags(forged.primary_metric, forged.gates, guards)
+    # ...and is still caught, because the chain and its enforcement are fixed.
+    problems = verify_report(type(report).model_validate(data)).problems
+    assert any("guards" in p for p in problems), problems

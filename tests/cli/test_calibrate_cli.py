@@ -149,3 +149,54 @@ def test_bad_baseline_and_output(
     taken.write_text("")
     r = cli_cal("calibrate", "null-sweep", "--baseline", str(tiny_dir), "--out", str(taken))
     _one_line_error(r, 5, "not a directory")
+
+
+def test_tier_patch_applies_and_excludes_preset(
+    cli_cal: Callable[..., Result], tiny_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "null"
+    r = cli_cal(
+        "calibrate",
+        "null-sweep",
+        "--baseline",
+        str(tiny_dir),
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        *SMALL,
+    )
+    assert r.code == 0, r.err
+    patch = out / "tiers_patch_null.json"
+    report_dir = tmp_path / "patched"
+    r = cli_cal(
+        "evaluate",
+        "--baseline",
+        str(tiny_dir),
+        "--edit",
+        "noop",
+        "--tier-patch",
+        str(patch),
+        "--out",
+        str(report_dir),
+        *SMALL,
+    )
+    assert r.code == 0, r.err
+    report = json.loads((report_dir / "evaluation.report.json").read_text())
+    assert report["policy"]["tier"]["name"] == "balanced+patch"
+    assert report["policy"]["source"].startswith(f"tier patch {patch}")
+    r = cli_cal(
+        "evaluate",
+        "--baseline",
+        str(tiny_dir),
+        "--edit",
+        "noop",
+        "--tier-patch",
+        str(patch),
+        "--preset",
+        str(patch),
+        "--out",
+        str(tmp_path / "both"),
+        *SMALL,
+    )
+    _one_line_error(r, 2, "not both")

@@ -49,18 +49,37 @@ QUIET = typer.Option(False, "--quiet", "-q", help="Print only the verdict line(s
 PRESET = typer.Option(
     None, "--preset", help="calibrated_preset_<model>.json/.yaml to merge into the tier."
 )
+TIER_PATCH = typer.Option(
+    None, "--tier-patch", help="tiers_patch_null.json from `calibrate null-sweep` to merge first."
+)
 
 
-def resolve_policy(tier: str, preset: str | None) -> tuple[TierPolicy | None, str | None]:
-    """The tier with a calibrated preset merged in (a new policy; the package is untouched)."""
-    if preset is None:
+def resolve_policy(
+    tier: str, preset: str | None, patch: str | None = None
+) -> tuple[TierPolicy | None, str | None]:
+    """The tier with a null-sweep patch and/or a preset merged in, as a new policy (the
+    packaged tiers are never modified), and a line saying where it came from."""
+    if preset is None and patch is None:
         return None, None
-    from editproof.calibration import apply_preset, load_preset
+    if preset is not None and patch is not None:
+        # A preset already folds in its own null sweep; stacking both would double-count.
+        raise UsageError("give --preset or --tier-patch, not both")
+    from editproof.calibration import apply_preset, apply_tier_patch, load_preset
     from editproof.policy import load_tier
 
-    policy = apply_preset(load_tier(tier), load_preset(preset))
-    digest = hashlib.sha256(Path(preset).read_bytes()).hexdigest()
-    return policy, f"preset {preset} (sha256 {digest})"
+    policy = load_tier(tier)
+    sources = []
+    if patch is not None:
+        policy = apply_tier_patch(policy, patch)
+        sources.append(f"tier patch {patch} (sha256 {_file_sha256(patch)})")
+    if preset is not None:
+        policy = apply_preset(policy, load_preset(preset))
+        sources.append(f"preset {preset} (sha256 {_file_sha256(preset)})")
+    return policy, "; ".join(sources)
+
+
+def _file_sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def parse_windows(text: str) -> tuple[int, int]:

@@ -20,6 +20,8 @@ from editproof.report.io import (
     report_json,
 )
 
+PROBE_FILES = ("rmt_probe", "ve_probe")
+
 
 def evaluate(
     baseline: str = _o.BASELINE,
@@ -32,6 +34,7 @@ def evaluate(
     tuned_params: str | None = _o.TUNED_PARAMS,
     tier: str = _o.TIER,
     preset: str | None = _o.PRESET,
+    tier_patch: str | None = _o.TIER_PATCH,
     provider: str = _o.PROVIDER,
     data: str | None = _o.DATA,
     field: str = _o.FIELD,
@@ -66,7 +69,7 @@ def evaluate(
     from editproof.evaluation import evaluate as run_evaluation
 
     n_preview, n_final = _o.parse_windows(windows)
-    policy, policy_source = _o.resolve_policy(tier, preset)
+    policy, policy_source = _o.resolve_policy(tier, preset, tier_patch)
     config = EvaluationConfig(
         baseline=baseline,
         subject=subject,
@@ -107,6 +110,9 @@ def evaluate(
             target.rmdir()
         raise
     atomic_write_text(target / REPORT_NAME, report_json(report))
+    for name in PROBE_FILES:  # a sidecar from an earlier run must not outlive it (--force)
+        if name not in report.guards.probes:
+            (target / f"{name}.json").unlink(missing_ok=True)
     for name, sidecar in report.guards.probes.items():
         atomic_write_text(target / f"{name}.json", json.dumps(sidecar, indent=2) + "\n")
     if html:

@@ -29,6 +29,7 @@ def tune(
     group_size: int = typer.Option(32, "--group-size", help="Group size for quant_rtn."),
     tier: str = _o.TIER,
     preset: str | None = _o.PRESET,
+    tier_patch: str | None = _o.TIER_PATCH,
     provider: str = _o.PROVIDER,
     data: str | None = _o.DATA,
     field: str = _o.FIELD,
@@ -57,7 +58,7 @@ def tune(
         parse_scope(scope)
     existing = load_tuned(out) if out.exists() else TunedParams()
     n_preview, n_final = _o.parse_windows(windows)
-    policy, policy_source = _o.resolve_policy(tier, preset)
+    policy, policy_source = _o.resolve_policy(tier, preset, tier_patch)
     config = EvaluationConfig(
         baseline=baseline,
         edit="noop",

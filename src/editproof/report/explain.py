@@ -16,6 +16,15 @@ def _threshold(gate: Gate) -> str:
 
 
 MAX_VIOLATIONS = 5
+# Flags that decide the status; informational ones (variance_signal, tail...) are not "unmet".
+DECIDING_FLAGS = (
+    "primary_metric_acceptable",
+    "preview_final_drift_acceptable",
+    "token_floor_acceptable",
+    "invariants_pass",
+    "spectral_stable",
+    "rmt_stable",
+)
 MAX_PAIRS = 8
 
 
@@ -73,7 +82,7 @@ def explain_lines(report: EvaluationReport) -> list[str]:
             lines.append(f"           ! {violation}")
         if len(result.violations) > MAX_VIOLATIONS:
             lines.append(f"           ! ... {len(result.violations) - MAX_VIOLATIONS} more")
-    flags = [k for k, v in report.validation.items() if not v and k != "primary_metric_invalid"]
+    flags = [k for k, v in report.validation.items() if not v and k in DECIDING_FLAGS]
     if flags:
         lines.append(f"flags not met: {', '.join(flags)}")
     if report.policy.token_floor_relaxed and report.policy.relax_reason:

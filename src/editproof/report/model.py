@@ -171,6 +171,15 @@ class GuardResult(_Model):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+# The guard chain, in order, and whether each guard decides the overall status.
+GUARD_ENFORCEMENT: dict[str, bool] = {
+    "invariants": True,
+    "spectral": True,
+    "rmt": True,
+    "variance": False,
+}
+
+
 class GuardsSection(_Model):
     """Guard results; ``status`` is the worst over *enforced* guards.
 

@@ -14,7 +14,7 @@ from typing import Any
 from editproof.data import plan_digest_of
 from editproof.policy import TIER_NAMES, load_tier
 from editproof.report import derive
-from editproof.report.model import EvaluationReport, WindowSet
+from editproof.report.model import GUARD_ENFORCEMENT, EvaluationReport, WindowSet
 
 # Stored floats round-trip through JSON exactly; the tolerance only absorbs summation order.
 REL_TOL = 1e-9
@@ -152,7 +152,11 @@ def _check_guards(c: _Checker, report: EvaluationReport) -> None:
         return
     c.same("guards.status", g.status, derive.guards_status(g.results))
     names = [r.name for r in g.results]
-    c.expect(len(set(names)) == len(names), "guards: a guard appears twice")
+    # The chain is fixed: dropping a failed guard, or marking it informational, must show.
+    c.same("guards: names", names, list(GUARD_ENFORCEMENT))
+    for r in g.results:
+        if r.name in GUARD_ENFORCEMENT:
+            c.same(f"guards.{r.name}.enforced", r.enforced, GUARD_ENFORCEMENT[r.name])
     for r in g.results:
         # An enforced guard fails exactly when it lists a reason to.
         if r.enforced and r.status == "fail":
