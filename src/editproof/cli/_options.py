@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from editproof.errors import UsageError
 
 if TYPE_CHECKING:
+    from editproof.evaluation import EvaluationConfig
     from editproof.policy import TierPolicy
 
 BASELINE = typer.Option(
@@ -76,6 +78,36 @@ def resolve_policy(
         policy = apply_preset(policy, load_preset(preset))
         sources.append(f"preset {preset} (sha256 {_file_sha256(preset)})")
     return policy, "; ".join(sources)
+
+
+def evaluation_config(
+    *,
+    windows: str,
+    data: str | None,
+    field: str,
+    net: int,
+    tier: str,
+    preset: str | None,
+    tier_patch: str | None,
+    **rest: Any,
+) -> EvaluationConfig:
+    """An EvaluationConfig from the shared CLI options (names as the CLI spells them)."""
+    from editproof.evaluation import EvaluationConfig
+
+    n_preview, n_final = parse_windows(windows)
+    policy, policy_source = resolve_policy(tier, preset, tier_patch)
+    return EvaluationConfig(
+        tier=tier,
+        policy=policy,
+        policy_source=policy_source,
+        data_path=data,
+        data_field=field,
+        n_preview=n_preview,
+        n_final=n_final,
+        net=bool(net),
+        command=["editproof", *sys.argv[1:]],
+        **rest,
+    )
 
 
 def _file_sha256(path: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -65,37 +64,33 @@ def evaluate(
     quiet: bool = _o.QUIET,
 ) -> None:
     """Evaluate SUBJECT against BASELINE on identical token windows."""
-    from editproof.evaluation import EvaluationConfig, check_config
+    from editproof.evaluation import check_config
     from editproof.evaluation import evaluate as run_evaluation
 
-    n_preview, n_final = _o.parse_windows(windows)
-    policy, policy_source = _o.resolve_policy(tier, preset, tier_patch)
-    config = EvaluationConfig(
+    config = _o.evaluation_config(
         baseline=baseline,
         subject=subject,
         edit=edit,
         tuned_params=tuned_params,
         tier=tier,
-        policy=policy,
-        policy_source=policy_source,
+        preset=preset,
+        tier_patch=tier_patch,
         provider=provider,
-        data_path=data,
-        data_field=field,
+        data=data,
+        field=field,
         dataset=dataset,
         dataset_config=dataset_config,
         split=split,
         seq_len=seq_len,
-        n_preview=n_preview,
-        n_final=n_final,
+        windows=windows,
         batch_size=batch_size,
         device=device,
         dtype=dtype,
-        net=bool(net),
+        net=net,
         seed=seed,
         relax_token_floor=relax_token_floor,
         edit_label=edit_label,
         guards=guards,
-        command=["editproof", *sys.argv[1:]],
     )
     check_config(config)  # typos fail here, before any directory is created
     target = out or Path("editproof_runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"

@@ -48,7 +48,7 @@ def tune(
 ) -> None:
     """Bisect each edit type's parameters against the tier gates on BASELINE."""
     from editproof.edits import TunedParams, load_tuned, parse_scope, save_tuned
-    from editproof.evaluation import EvaluationConfig, Evaluator, check_config, model_key
+    from editproof.evaluation import Evaluator, check_config, model_key
     from editproof.lm import parse_source
     from editproof.tuning import candidates, merge, tune_edit_type
 
@@ -57,27 +57,24 @@ def tune(
     if scope is not None:
         parse_scope(scope)
     existing = load_tuned(out) if out.exists() else TunedParams()
-    n_preview, n_final = _o.parse_windows(windows)
-    policy, policy_source = _o.resolve_policy(tier, preset, tier_patch)
-    config = EvaluationConfig(
+    config = _o.evaluation_config(
         baseline=baseline,
         edit="noop",
         tier=tier,
-        policy=policy,
-        policy_source=policy_source,
+        preset=preset,
+        tier_patch=tier_patch,
         provider=provider,
-        data_path=data,
-        data_field=field,
+        data=data,
+        field=field,
         dataset=dataset,
         dataset_config=dataset_config,
         split=split,
         seq_len=seq_len,
-        n_preview=n_preview,
-        n_final=n_final,
+        windows=windows,
         batch_size=batch_size,
         device=device,
         dtype=dtype,
-        net=bool(net),
+        net=net,
         seed=seed,
         relax_token_floor=relax_token_floor,
     )
