@@ -47,7 +47,7 @@ def test_light_modules_do_not_import_torch(module: str) -> None:
 FLOORS = [
     {"errors", "lm", "data", "policy", "stats"},
     {"edits", "measure", "report", "guards"},
-    {"evaluation", "checkpoints", "tuning", "calibration"},
+    {"evaluation", "facts", "checkpoints", "tuning", "calibration"},
     {"cli", "__main__"},
 ]
 

@@ -8,22 +8,15 @@ The CLI, ``editproof tune`` and (later) the suite worker all go through it.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
-
-from editproof import __version__
-from editproof.data import WindowPlan, load_corpus, make_windows, tokenize_corpus
-from editproof.edits import EditRecord, EditSpec, applied, parse_spec, resolve_clean
+from editproof import facts as _facts
+from editproof.data import load_corpus, make_windows, tokenize_corpus
+from editproof.edits import EditSpec, applied, parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, load_tuned, shipped_tuned
 from editproof.errors import EvaluationError, InvalidInputError, NotFoundError, UsageError
 from editproof.guards.base import MeasureContext, Signature
@@ -37,14 +30,12 @@ from editproof.policy import TierPolicy, load_tier
 from editproof.report.build import build_report, make_arm
 from editproof.report.model import (
     Arm,
-    DatasetInfo,
     EditInfo,
     EvaluationReport,
     GuardsSection,
     ModelInfo,
     Provenance,
     TelemetryInfo,
-    WindowSet,
 )
 
 DEFAULT_SEQ_LEN = 512
@@ -171,19 +162,21 @@ class Evaluator:
         )
         self.timings["windows"] = time.perf_counter() - t0
         self.windows = [list(w.tokens) for w in self.plan.all_windows()]
-        self.dataset = _dataset_info(corpus, self.plan, tokenizer_digest(tok), tok.eos_token_id)
+        self.dataset = _facts.dataset_info(
+            corpus, self.plan, _facts.tokenizer_digest(tok), tok.eos_token_id
+        )
 
         # The sha256 pass (CPU and copy engine) overlaps the baseline measurement (GPU).
         self.base_fingerprints = fingerprints(self._model.model)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            digest_job = pool.submit(_timed_digest, self._model.model)
+            digest_job = pool.submit(_facts.timed_digest, self._model.model)
             self._say(f"baseline: {len(self.windows)} windows x {seq_len} tokens")
             nll = self._measure(self._model)
             self.timings["measure_baseline"] = nll.telemetry.seconds
             t0 = time.perf_counter()
             self.base_digest, self.timings["digest_baseline"] = digest_job.result()
             self.timings["digest_baseline_wait"] = time.perf_counter() - t0
-        self.baseline = self._arm(_model_info(self._model, self.base_digest), nll)
+        self.baseline = self._arm(_facts.model_info(self._model, self.base_digest), nll)
         self.guard_ctx = MeasureContext(
             device=self._model.device,
             windows=self.windows,
@@ -206,7 +199,7 @@ class Evaluator:
     def release_baseline(self) -> None:
         """Drop the baseline weights (its measurements stay) to make room for a subject."""
         self._model = None
-        _empty_cache()
+        _facts.empty_cache()
 
     def judge_source(self, spec: str, *, label: str | None = None) -> EvaluationReport:
         """Judge a separately stored subject (a ``custom`` checkpoint, or the same source)."""
@@ -231,7 +224,7 @@ class Evaluator:
         nll = self._measure(loaded)
         timings["measure_subject"] = nll.telemetry.seconds
         t0 = time.perf_counter()
-        info = _model_info(loaded, weight_digest(loaded.model))
+        info = _facts.model_info(loaded, weight_digest(loaded.model))
         timings["digest_subject"] = time.perf_counter() - t0
         guards = self._judge_guards(loaded, None, timings)
         same = src.identity == self.base_src.identity
@@ -241,7 +234,7 @@ class Evaluator:
             label=label or ("noop" if same else "custom"),
             label_source="user" if label else "inferred",
             spec=claimed.get("spec"),
-            record=_claimed_record(claimed.get("record")),
+            record=_facts.claimed_record(claimed.get("record")),
             tuned_source=claimed.get("tuned_source"),
             claimed_digest_match=(meta.get("weight_sha256") == info.weight_sha256)
             if meta
@@ -271,7 +264,7 @@ class Evaluator:
             t0 = time.perf_counter()
             digest = self._edited_digest(loaded, record.tensors, structural=spec.kind != "edit")
             timings["digest_subject"] = time.perf_counter() - t0
-            info = _model_info(
+            info = _facts.model_info(
                 loaded,
                 digest,
                 spec=f"{self.base_src.spec} + {spec.text}",
@@ -307,7 +300,7 @@ class Evaluator:
         )
 
     def _arm(self, info: ModelInfo, nll: WindowNLL) -> Arm:
-        preview, final = _split(self.plan, nll)
+        preview, final = _facts.split_windows(self.plan, nll)
         return make_arm(info, preview, final, TelemetryInfo(**nll.telemetry.to_dict()))
 
     def _edited_digest(
@@ -381,12 +374,12 @@ class Evaluator:
                 "windows": self.config.seed,
                 "bootstrap": self.config.seed + BOOTSTRAP_SEED_OFFSET,
             },
-            versions=_versions(),
+            versions=_facts.versions(),
             device=device,
-            device_name=_device_name(device),
+            device_name=_facts.device_name(device),
             dtype=subject.model.dtype,
             batch_size=self.config.batch_size,
-            deterministic=_deterministic(),
+            deterministic=_facts.deterministic(),
             timings=timings,
             command=list(self.config.command),
         )
@@ -446,135 +439,3 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> Eval
     return report.model_copy(
         update={"provenance": report.provenance.model_copy(update={"timings": timings})}
     )
-
-
-def tokenizer_digest(tok: Any) -> str:
-    """sha256 (16 hex) of the tokenizer's vocabulary and special tokens."""
-    vocab = sorted(tok.get_vocab().items())
-    special = sorted((str(k), str(v)) for k, v in tok.special_tokens_map.items())
-    blob = json.dumps({"vocab": vocab, "special": special}, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _dataset_info(corpus: Any, plan: WindowPlan, tok_sha: str, sep: int | None) -> DatasetInfo:
-    return DatasetInfo(
-        provider=corpus.provider,
-        source=corpus.source,
-        corpus_sha256=corpus.sha256,
-        n_chars=corpus.n_chars,
-        tokenizer_sha256=tok_sha,
-        separator_id=sep,
-        seq_len=plan.seq_len,
-        seed=plan.seed,
-        n_preview=len(plan.preview),
-        n_final=len(plan.final),
-        candidates=plan.candidates,
-        duplicates=plan.duplicates,
-        tokens_available=plan.tokens_available,
-        plan_digest=plan.digest,
-        difficulty={
-            "preview_mean": plan.stats.preview_mean,
-            "final_mean": plan.stats.final_mean,
-            "gap": plan.stats.gap,
-            "candidate_std": plan.stats.candidate_std,
-        },
-    )
-
-
-def _model_info(
-    loaded: LoadedModel,
-    digest: WeightDigest,
-    *,
-    spec: str | None = None,
-    kind: str | None = None,
-    load_seconds: float | None = None,
-) -> ModelInfo:
-    anatomy = describe(loaded.model)
-    src = loaded.source
-    return ModelInfo(
-        spec=spec or src.spec,
-        kind=kind or src.kind,
-        label=spec or src.label,
-        resolved_revision=loaded.resolved_revision,
-        architecture=anatomy.architecture,
-        model_type=anatomy.model_type,
-        n_params=anatomy.n_params,
-        n_layers=anatomy.n_layers,
-        vocab_size=anatomy.vocab_size,
-        weight_sha256=digest.sha256,
-        weight_tensors=digest.n_tensors,
-        weight_bytes=digest.n_bytes,
-        tied=[list(g) for g in anatomy.tied],
-        dtype=loaded.dtype,
-        device=loaded.device,
-        load_seconds=loaded.load_seconds if load_seconds is None else load_seconds,
-    )
-
-
-def _split(plan: WindowPlan, nll: WindowNLL) -> tuple[WindowSet, WindowSet]:
-    n_prev = len(plan.preview)
-    values = [float(v) if v == v and abs(v) != float("inf") else None for v in nll.mean_nll]
-    counts = [int(c) for c in nll.token_counts]
-
-    def make(ws: Any, lo: int, hi: int) -> WindowSet:
-        return WindowSet(
-            window_ids=[w.id for w in ws],
-            token_hashes=[w.token_hash for w in ws],
-            token_counts=counts[lo:hi],
-            mean_nll=values[lo:hi],
-        )
-
-    return make(plan.preview, 0, n_prev), make(plan.final, n_prev, len(values))
-
-
-def _timed_digest(model: Any) -> tuple[WeightDigest, float]:
-    t0 = time.perf_counter()
-    return weight_digest(model), time.perf_counter() - t0
-
-
-def _claimed_record(raw: object) -> dict[str, Any] | None:
-    """A checkpoint's claimed EditRecord, kept only if it is a well-formed one."""
-    try:
-        return EditRecord.model_validate(raw).model_dump(mode="json")
-    except ValidationError:
-        return None
-
-
-def _empty_cache() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import torch
-    import transformers
-
-    return {
-        "editproof": __version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": numpy.__version__,
-        "cuda": str(torch.version.cuda),
-    }
-
-
-def _device_name(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda"):
-        return str(torch.cuda.get_device_name(torch.device(device)))
-    return platform.processor() or platform.machine()
-
-
-def _deterministic() -> bool:
-    import torch
-
-    return bool(torch.are_deterministic_algorithms_enabled())
