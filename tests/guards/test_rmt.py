@@ -17,7 +17,10 @@ from tests.models import VOCAB, tiny_model  # noqa: E402
 
 STRONG = "rmt_norm_noise:blend=1.0,row_frac=0.5,preserve_row_norms=0"
 POLICY = RmtPolicy(
-    epsilon={"attn": 0.08, "ffn": 0.1, "embed": 0.12, "other": 0.12}, windows=8, power_iters=10
+    epsilon={"attn": 0.08, "ffn": 0.1, "embed": 0.12, "other": 0.12},
+    module_epsilon=0.25,
+    windows=8,
+    power_iters=10,
 )
 
 
@@ -53,7 +56,8 @@ def test_norm_noise_probe_raises_ffn_edge_risk(arm: tuple[Any, MeasureContext, S
         subject = RmtGuard().measure(model, ctx, POLICY)
     finally:
         handle.restore()
-    loose = RmtGuard().compare(base, subject, POLICY.model_copy(update={"epsilon": {"ffn": 10.0}}))
+    loose_policy = POLICY.model_copy(update={"epsilon": {"ffn": 10.0}, "module_epsilon": 100.0})
+    loose = RmtGuard().compare(base, subject, loose_policy)
     ffn = loose.details["families"]["ffn"]
     assert ffn["delta"] > 0.05 and loose.status == "pass"
     tight = RmtGuard().compare(base, subject, POLICY.model_copy(update={"epsilon": {"ffn": 0.01}}))
@@ -130,3 +134,26 @@ def test_non_finite_subject_fails() -> None:
     assert result.status == "fail" and result.violations[0].startswith("ffn:")
     assert "edge_risk_ffn_subject" not in result.measured  # strict JSON: no NaN stored
     assert "delta" not in result.details["families"]["attn"]  # base 0: nothing to scale by
+
+
+def test_module_rule_catches_a_targeted_module() -> None:
+    """A big rise in one module fails even when its family maximum barely moves."""
+    from editproof.guards.base import Signature
+
+    def sig(risks: dict[str, float]) -> Signature:
+        modules = {n: {"edge_risk": r, "family": "ffn", "layer": 0} for n, r in risks.items()}
+        return Signature(
+            guard="rmt",
+            contract={"v": 1},
+            data={"families": {"ffn": max(risks.values())}, "modules": modules},
+        )
+
+    guard = RmtGuard()
+    base = sig({"a": 10.0, "b": 2.0})
+    targeted = sig({"a": 10.0, "b": 3.0})  # b +50 %, family max unchanged
+    result = guard.compare(base, targeted, POLICY)
+    assert result.status == "fail" and result.measured["max_delta"] == 0.0
+    assert result.measured["max_module_delta"] == 0.5
+    assert any(v.startswith("b: edge risk +50.00%") for v in result.violations)
+    mild = guard.compare(base, sig({"a": 10.0, "b": 2.2}), POLICY)  # +10 % < 25 %
+    assert mild.status == "pass"

@@ -48,6 +48,24 @@ def residual_branches(model: Any) -> list[Branch]:
     return found
 
 
+# Names of the FFN's expansion projections (their outputs are the widest activations in a
+# layer, where a low-rank/anisotropic weight perturbation shows before down_proj mixes it).
+_EXPANSIONS = ("up_proj", "gate_proj", "c_fc", "fc1", "w1", "w3", "dense_h_to_4h")
+
+
+def expansion_projections(branches: Sequence[Branch]) -> list[Branch]:
+    """The expansion projections inside each ffn branch (dense FFNs; fused experts have none)."""
+    found: list[Branch] = []
+    for branch in branches:
+        if branch.family != "ffn":
+            continue
+        for child_name, child in branch.module.named_modules():
+            leaf = child_name.rsplit(".", 1)[-1]
+            if leaf in _EXPANSIONS and getattr(child, "weight", None) is not None:
+                found.append(Branch(f"{branch.name}.{child_name}", "ffn", branch.layer, child))
+    return found
+
+
 def embedding_branch(model: Any) -> Branch | None:
     emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if emb is None:

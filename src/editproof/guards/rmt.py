@@ -21,6 +21,7 @@ from typing import Any
 from editproof.guards._branches import (
     Branch,
     embedding_branch,
+    expansion_projections,
     hooked,
     pick_evenly,
     residual_branches,
@@ -98,6 +99,7 @@ class RmtGuard:
         indices = pick_evenly(len(ctx.windows), pol.windows)
         sample = [list(ctx.windows[i]) for i in indices]
         branches = residual_branches(model)
+        branches += expansion_projections(branches)
         emb = embedding_branch(model)
         if emb is not None:
             branches.insert(0, emb)
@@ -200,6 +202,17 @@ class RmtGuard:
                 deltas.append(delta)
         if deltas:
             measured["max_delta"] = max(deltas)
+        # Per module too: a targeted perturbation (one layer's up_proj) can move that module
+        # far while its family maximum, set by another module, barely changes.
+        modules = module_deltas(baseline, subject)
+        module_max = max((m["delta"] for m in modules if m.get("delta") is not None), default=0.0)
+        measured["max_module_delta"] = module_max
+        thresholds["module_epsilon"] = pol.module_epsilon
+        violations += [
+            f"{m['module']}: edge risk +{m['delta']:.2%} > module epsilon {pol.module_epsilon:.2%}"
+            for m in modules
+            if m.get("delta") is not None and m["delta"] > pol.module_epsilon
+        ][:TOP_MODULES]
         measured["stable"] = 0.0 if violations else 1.0
         return GuardResult(
             name=self.name,
@@ -213,7 +226,7 @@ class RmtGuard:
             details={
                 "stable": not violations,
                 "families": families,
-                "top_modules": module_deltas(baseline, subject)[:TOP_MODULES],
+                "top_modules": modules[:TOP_MODULES],
                 "tokens": subject.data.get("tokens"),
             },
         )

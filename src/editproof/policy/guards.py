@@ -43,6 +43,8 @@ class RmtPolicy(_Frozen):
     """Activation edge risk sigma_hat / (sqrt(tokens) + sqrt(features)) per family."""
 
     epsilon: FamilyValues
+    # Largest allowed relative rise of any single hooked module's edge risk.
+    module_epsilon: float = Field(gt=0)
     windows: int = Field(ge=1)
     power_iters: int = Field(ge=1)
 
