@@ -53,11 +53,15 @@ def batched_top_singular(z: Any, iters: int, seed: int) -> Any:
     gen = torch.Generator().manual_seed(seed)
     v0 = torch.randn(d, generator=gen, dtype=torch.float32).to(z.device)
     v = (v0 / torch.linalg.vector_norm(v0)).expand(z.shape[0], d).unsqueeze(-1)
-    zt = z.transpose(1, 2)
+    # On CUDA the matvecs read Z in bf16 (fp32 accumulation): memory-bound, so half the bytes
+    # is half the time; the statistic is compared only with itself measured the same way.
+    work = z.to(torch.bfloat16) if z.device.type == "cuda" else z
+    zt = work.transpose(1, 2)
     for _ in range(iters):
-        v = torch.bmm(zt, torch.bmm(z, v))
+        u = torch.bmm(work, v.to(work.dtype)).float()
+        v = torch.bmm(zt, u.to(work.dtype)).float()
         v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp(min=1e-30)
-    return torch.linalg.vector_norm(torch.bmm(z, v), dim=(1, 2))
+    return torch.linalg.vector_norm(torch.bmm(work, v.to(work.dtype)).float(), dim=(1, 2))
 
 
 def top_singular_value(matrix: Any, iters: int, seed: int = 0) -> float:
@@ -103,20 +107,29 @@ class RmtGuard:
         emb = embedding_branch(model)
         if emb is not None:
             branches.insert(0, emb)
-        sums: dict[str, float] = {}
-        weights: dict[str, float] = {}
+        sums: dict[str, Any] = {}
+        weights: dict[str, Any] = {}
         features: dict[str, int] = {}
 
         def on_output(branch: Branch, out: Any, mask: Any) -> None:
             risk, tokens = window_edge_risk(out, mask, pol.power_iters, ctx.seed)
-            sums[branch.name] = sums.get(branch.name, 0.0) + float((risk * tokens).sum())
-            weights[branch.name] = weights.get(branch.name, 0.0) + float(tokens.sum())
+            # Sums stay on the device: a float() here would stall the GPU once per module.
+            sums[branch.name] = sums.get(branch.name, 0.0) + (risk * tokens).sum()
+            weights[branch.name] = weights.get(branch.name, 0.0) + tokens.sum()
             features[branch.name] = int(out.shape[-1])
 
         with hooked(branches, on_output) as set_mask:
             run_windows(
                 model, sample, batch_size=ctx.batch_size, device=ctx.device, set_mask=set_mask
             )
+        names = list(sums)
+        if names:  # one transfer for every module's totals
+            import torch
+
+            totals = torch.stack([torch.as_tensor(sums[n]) for n in names]).tolist()
+            counts = torch.stack([torch.as_tensor(weights[n]) for n in names]).tolist()
+            sums = dict(zip(names, totals, strict=True))
+            weights = dict(zip(names, counts, strict=True))
         modules: dict[str, dict[str, Any]] = {}
         families: dict[str, float] = {}
         for b in branches:
@@ -134,7 +147,12 @@ class RmtGuard:
             families[b.family] = risk if not math.isfinite(risk) else max(prev, risk)
         contract = {
             "statistic": "edge_risk = sigma_max(standardized A) / (sqrt(T) + sqrt(d))",
-            "estimator": {"type": "power_iter", "iters": pol.power_iters, "init": "randn"},
+            "estimator": {
+                "type": "power_iter",
+                "iters": pol.power_iters,
+                "init": "randn",
+                "matvec_dtype": "bfloat16 on CUDA, float32 on CPU",
+            },
             "seed": ctx.seed,
             "standardize": "global scalar mean/std per window",
             "aggregate": "token-weighted mean over windows per module; max per family",
