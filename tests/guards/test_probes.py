@@ -44,8 +44,8 @@ def test_rmt_probe_sidecar(setup: tuple[Any, MeasureContext]) -> None:
     json.dumps(side, allow_nan=False)
     assert side["format"] == "editproof.rmt-probe" and side["schema_version"] == 1
     assert side["stable"] is False and side["families"]["ffn"]["delta"] > 0.1
-    # embeddings + 2 layers x (attn, mlp, and the mlp's up_proj and gate_proj expansions)
-    assert len(side["modules"]) == 9
+    # embeddings + 2 layers x (attn, mlp, and the mlp's up_proj expansion)
+    assert len(side["modules"]) == 7
     assert side["modules"][0]["family"] == "ffn" and side["modules"][0]["delta"] > 0.1
     noop = rmt_probe(base, base, guard.compare(base, base, RMT_POLICY))
     assert noop["stable"] is True and all(m["delta"] == 0.0 for m in noop["modules"])
