@@ -15,6 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "editproof"
 LIGHT = [
     "editproof",
     "editproof.errors",
+    "editproof.fileio",
     "editproof.stats",
     "editproof.policy",
     "editproof.data",
@@ -45,7 +46,7 @@ def test_light_modules_do_not_import_torch(module: str) -> None:
 
 # Floors, lowest first. A module may import its own floor or lower ones, never higher.
 FLOORS = [
-    {"errors", "lm", "data", "policy", "stats"},
+    {"errors", "fileio", "lm", "data", "policy", "stats"},
     {"edits", "measure", "report", "guards"},
     {"evaluation", "facts", "checkpoints", "tuning", "calibration"},
     {"cli", "__main__"},

@@ -15,7 +15,7 @@ from editproof import __version__
 from editproof.edits import apply_edit, parse_spec, resolve_clean
 from editproof.evaluation import model_key, tuned_params_for
 from editproof.lm import describe, load_model, parse_source, weight_digest
-from editproof.lm.save import save_checkpoint
+from editproof.lm.save import check_target, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,7 @@ def save_edited(
 ) -> SavedEdit:
     src = parse_source(baseline)
     spec = parse_spec(edit)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        from editproof.errors import OutputError
-
-        raise OutputError(f"'{out}' already exists and is not empty; choose another --save")
+    check_target(out)  # before the model loads, so a taken --save fails in a second
     loaded = load_model(src, device=device, dtype=dtype, net=net)
     tuned_source = None
     if spec.clean:

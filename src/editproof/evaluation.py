@@ -8,6 +8,7 @@ The CLI, ``editproof tune`` and (later) the suite worker all go through it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -99,8 +100,6 @@ def model_key(source: ModelSource) -> str:
 
 def tuned_params_for(path: str | None) -> TunedParams:
     """``--tuned-params``, else ``$PACK_TUNED_EDIT_PARAMS_FILE``, else the shipped defaults."""
-    import os
-
     chosen = path or os.environ.get(TUNED_ENV)
     return load_tuned(chosen) if chosen else shipped_tuned()
 
@@ -112,10 +111,9 @@ class Evaluator:
         self.config = config
         self._say = progress or (lambda _msg: None)
         # Cheap checks first, so a typo fails before minutes of model loading.
+        _check_baseline_side(config)
         self.base_src = parse_source(config.baseline)
         self.tier = resolve_tier(config)
-        if config.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
         demo = self.base_src.kind == "demo"
         seq_len = config.seq_len or (DEMO_SEQ_LEN if demo else DEFAULT_SEQ_LEN)
         if seq_len < 2:
@@ -410,12 +408,17 @@ def check_config(config: EvaluationConfig) -> None:
     """Fast checks of everything that needs no model: sources, spec, tier, counts."""
     if (config.subject is None) == (config.edit is None):
         raise UsageError("give exactly one of --subject (a checkpoint) or --edit (a spec)")
-    parse_source(config.baseline)
     if config.edit is not None:
         parse_spec(config.edit)
     else:
         assert config.subject is not None
         parse_source(config.subject)
+    _check_baseline_side(config)
+
+
+def _check_baseline_side(config: EvaluationConfig) -> None:
+    """What an :class:`Evaluator` needs before loading anything (it judges subjects later)."""
+    parse_source(config.baseline)
     resolve_tier(config)
     if config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
@@ -425,7 +428,7 @@ def check_config(config: EvaluationConfig) -> None:
 
 def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> EvaluationReport:
     """One evaluation: ``subject`` checkpoint, or ``edit`` applied to the baseline."""
-    check_config(config)
+    check_config(config)  # the subject/edit side too, before the Evaluator loads anything
     started = time.perf_counter()
     evaluator = Evaluator(config, progress)
     if config.edit is not None:

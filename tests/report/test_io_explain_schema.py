@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from editproof.errors import MalformedReportError, NotFoundError, OutputError
+from editproof.fileio import atomic_write_text
 from editproof.report.explain import explain_lines
-from editproof.report.io import atomic_write_text, load_report, prepare_output_dir, report_json
+from editproof.report.io import load_report, prepare_output_dir, report_json
 from editproof.report.schema import SCHEMAS, schema_text
 from tests.report.factory import make_report
 

@@ -24,13 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from editproof import __version__
 from editproof.data import make_windows
 from editproof.errors import OutputError, UsageError
+from editproof.fileio import atomic_write_text
 from editproof.guards.base import Guard, Signature
 from editproof.guards.chain import measure_all
 from editproof.guards.rmt import RmtGuard
 from editproof.guards.spectral import SpectralGuard
 from editproof.guards.variance import VarianceGuard
 from editproof.policy import TierPolicy
-from editproof.report.io import atomic_write_text
 from editproof.report.model import GuardStatus
 
 if TYPE_CHECKING:

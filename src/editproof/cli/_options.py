@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from editproof.errors import UsageError
+from editproof.fileio import file_sha256
 
 if TYPE_CHECKING:
     from editproof.evaluation import EvaluationConfig
@@ -111,7 +111,7 @@ def evaluation_config(
 
 
 def _file_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(Path(path))
 
 
 def parse_windows(text: str) -> tuple[int, int]:

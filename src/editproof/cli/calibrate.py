@@ -182,21 +182,11 @@ def _eval_args(scope: dict[str, Any]) -> dict[str, Any]:
 
 def _evaluator(out: Path, quiet: bool, *, tuned_params: str | None = None, **kw: Any) -> Evaluator:
     """Check everything cheap, make ``out``, then load and measure the baseline once."""
-    import sys
+    from editproof.evaluation import Evaluator, check_config
 
-    from editproof.evaluation import EvaluationConfig, Evaluator, check_config
-
-    n_preview, n_final = _o.parse_windows(kw.pop("windows"))
-    config = EvaluationConfig(
-        edit="noop",
-        tuned_params=tuned_params,
-        data_path=kw.pop("data"),
-        data_field=kw.pop("field"),
-        n_preview=n_preview,
-        n_final=n_final,
-        net=bool(kw.pop("net")),
-        command=["editproof", *sys.argv[1:]],
-        **kw,
+    # Calibration measures against the packaged tier itself: no preset or patch on top.
+    config = _o.evaluation_config(
+        edit="noop", tuned_params=tuned_params, preset=None, tier_patch=None, **kw
     )
     check_config(config)
     _prepare(out)

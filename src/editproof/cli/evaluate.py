@@ -10,11 +10,11 @@ import typer
 
 from editproof.cli import _options as _o
 from editproof.errors import EXIT_GATES_FAILED
+from editproof.fileio import atomic_write_text
 from editproof.report.explain import explain_lines
 from editproof.report.io import (
     HTML_NAME,
     REPORT_NAME,
-    atomic_write_text,
     prepare_output_dir,
     report_json,
 )

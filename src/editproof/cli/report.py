@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 
 from editproof.errors import MalformedReportError, NotFoundError, OutputError
+from editproof.fileio import atomic_write_text
 from editproof.report.explain import explain_lines
-from editproof.report.io import atomic_write_text, load_report
+from editproof.report.io import load_report
 from editproof.report.verify import verify_report
 
 app = typer.Typer(help="Verify, explain and render evaluation reports.", no_args_is_help=True)

@@ -9,8 +9,6 @@ the model's layer count is known.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -21,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue, PrivateAttr, ValidationEr
 from editproof.edits.scope import Scope, parse_scope
 from editproof.edits.spec import EditSpec, ParamValue, format_spec, validate_params
 from editproof.errors import InvalidInputError, NotFoundError, OutputError, UsageError
+from editproof.fileio import atomic_write_text
 
 FORMAT = "editproof.tuned-edit-params"
 FILE_NAME = "tuned_edit_params.json"
@@ -140,20 +139,12 @@ def save_tuned(path: str | Path, tuned: TunedParams) -> None:
     """Write atomically: a temp file in the same directory, fsynced, then renamed over."""
     path = Path(path)
     text = json.dumps(tuned.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-    tmp: str | None = None
+    if not path.parent.is_dir():  # a typo in --out should not create directories
+        raise OutputError(f"cannot write tuned params file {path}: no such directory")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        atomic_write_text(path, text)
     except OSError as exc:
         raise OutputError(f"cannot write tuned params file {path}: {exc.strerror}") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def resolve_clean(

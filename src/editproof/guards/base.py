@@ -10,13 +10,12 @@ comparing numbers measured differently is refused rather than silently done.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from editproof.fileio import canonical_digest
 from editproof.report.model import GuardResult, GuardStatus
 
 
@@ -37,8 +36,7 @@ class Signature(BaseModel):
 
 def contract_digest(contract: dict[str, Any]) -> str:
     """sha256 (16 hex) of the canonical JSON of a measurement contract."""
-    text = json.dumps(contract, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return canonical_digest(contract)
 
 
 class MeasureContext(BaseModel):

