@@ -30,6 +30,8 @@ LIGHT = [
     "editproof.report.schema",
     "editproof.cli.app",
     "editproof.lm",
+    "editproof.verdict",
+    "editproof.verdict.catalogue",
 ]
 
 
@@ -47,8 +49,9 @@ def test_light_modules_do_not_import_torch(module: str) -> None:
 # Floors, lowest first. A module may import its own floor or lower ones, never higher.
 FLOORS = [
     {"errors", "fileio", "lm", "data", "policy", "stats"},
-    {"edits", "measure", "report", "guards"},
-    {"evaluation", "facts", "checkpoints", "tuning", "calibration"},
+    {"edits", "measure", "report", "guards", "verdict"},
+    {"evaluation", "facts", "checkpoints", "tuning", "calibration", "pack"},
+    {"suite"},
     {"cli", "__main__"},
 ]
 

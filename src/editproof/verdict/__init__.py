@@ -1,0 +1,1 @@
+"""Scenario catalogue and suite verdict: pure, torch-free, shared by the suite and packs."""
