@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from editproof import facts as _facts
@@ -193,6 +193,20 @@ class Evaluator:
         if self._model is None:
             raise EvaluationError("the baseline model was released; create a new Evaluator")
         return self._model
+
+    def use_policy(self, policy: TierPolicy, source: str | None) -> None:
+        """Judge later subjects under ``policy`` (e.g. the tier with a calibrated preset).
+
+        Only thresholds may change: the baseline's guard signatures were measured under the
+        current policy, so a policy that measures differently (windows, iterations) is refused.
+        """
+        if _measurement_fields(policy) != _measurement_fields(self.tier):
+            raise UsageError(
+                f"policy '{policy.name}' measures guards differently from '{self.tier.name}' "
+                "(windows or iterations); build a new Evaluator for it"
+            )
+        self.tier = policy
+        self.config = replace(self.config, policy=policy, policy_source=source)
 
     def release_baseline(self) -> None:
         """Drop the baseline weights (its measurements stay) to make room for a subject."""
@@ -442,3 +456,8 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> Eval
     return report.model_copy(
         update={"provenance": report.provenance.model_copy(update={"timings": timings})}
     )
+
+
+def _measurement_fields(policy: TierPolicy) -> tuple[object, ...]:
+    g = policy.guards
+    return (g.spectral.power_iters, g.rmt.windows, g.rmt.power_iters, g.variance.windows)

@@ -22,6 +22,7 @@ from editproof.cli import calibrate as calibrate_cmd
 from editproof.cli import edit as edit_cmd
 from editproof.cli import evaluate as evaluate_cmd
 from editproof.cli import report as report_cmd
+from editproof.cli import suite as suite_cmd
 from editproof.cli import tune as tune_cmd
 from editproof.errors import EXIT_INTERNAL, EditproofError
 
@@ -38,6 +39,8 @@ app.command("edit")(edit_cmd.edit)
 app.command("tune")(tune_cmd.tune)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(calibrate_cmd.app, name="calibrate")
+app.command("suite")(suite_cmd.suite)
+app.add_typer(suite_cmd.list_app, name="list")
 
 
 def _version(value: bool) -> None:

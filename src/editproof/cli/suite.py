@@ -1,0 +1,140 @@
+"""``editproof suite`` and ``editproof list``: every scenario on every model, one verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from editproof.cli import _options as _o
+from editproof.errors import EXIT_GATES_FAILED, UsageError
+
+list_app = typer.Typer(help="List suites or scenarios.", no_args_is_help=True)
+
+
+def suite(
+    suite_name: str = typer.Option(
+        "demo", "--suite", help="demo, subset, showcase, workshop, full."
+    ),
+    models: str | None = typer.Option(
+        None, "--models", help="Comma-separated model ids overriding the suite (also MODEL_1..8)."
+    ),
+    scenario_ids: str | None = typer.Option(
+        None, "--scenario-ids", help="Comma-separated scenario ids: run exactly these."
+    ),
+    net: int = _o.NET,
+    out: Path | None = typer.Option(
+        None, "--out", help="Run directory [./proof_pack_runs/<suite>_<UTC time>]."
+    ),
+    tier: str = _o.TIER,
+    determinism: str = typer.Option("throughput", "--determinism", help="throughput or strict."),
+    repeats: int = typer.Option(0, "--repeats", help="Re-run one clean scenario N times."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    calibrate_only: bool = typer.Option(False, "--calibrate-only", help="Stop after presets."),
+    run_only: bool = typer.Option(False, "--run-only", help="Resume after calibration."),
+    errors_only: bool = typer.Option(False, "--errors-only", help="Only fault scenarios."),
+    tuned_params: str | None = _o.TUNED_PARAMS,
+    catalogue: str | None = typer.Option(
+        None, "--catalogue", help="A scenarios.json to use instead of the packaged one."
+    ),
+    revisions: str | None = typer.Option(
+        None,
+        "--revisions",
+        help="model_revisions.json pinning hub models [$PACK_MODEL_REVISIONS_FILE].",
+    ),
+    devices: str | None = typer.Option(
+        None, "--devices", help="GPU slots: 0,1 (one each) or 0+1,2+3 (groups) [all visible]."
+    ),
+    device: str = _o.DEVICE,
+    seq_len: int | None = typer.Option(
+        None, "--seq-len", help="Tokens per window [512; demo 128]."
+    ),
+    windows: int | None = typer.Option(None, "--windows", help="Windows per set [64; demo 16]."),
+    runs: int | None = typer.Option(None, "--runs", help="Runs per scenario [catalogue; demo 1]."),
+    calibration_runs: int | None = typer.Option(
+        None, "--calibration-runs", help="Calibration runs per model [5; demo 2]."
+    ),
+    batch_size: int = _o.BATCH_SIZE,
+    task_timeout: float = typer.Option(21600, "--task-timeout", help="Seconds per task."),
+    quiet: bool = _o.QUIET,
+) -> None:
+    """Run every scenario on every model of a suite and compile the final verdict."""
+    from editproof.suite.runner import SuiteOptions, run_suite
+
+    modes = [m for m, on in (("calibrate-only", calibrate_only), ("run-only", run_only),
+                             ("errors-only", errors_only)) if on]  # fmt: skip
+    if len(modes) > 1:
+        raise UsageError(f"give at most one of --{', --'.join(modes)}")
+    if determinism not in ("throughput", "strict"):
+        raise UsageError(f"--determinism must be strict or throughput, got '{determinism}'")
+    opts = SuiteOptions(
+        suite=suite_name,
+        models=models,
+        scenario_ids=scenario_ids,
+        net=bool(net),
+        out=out,
+        tier=tier,
+        determinism=determinism,  # type: ignore[arg-type]
+        repeats=repeats,
+        resume=resume,
+        mode=modes[0] if modes else "full",  # type: ignore[arg-type]
+        tuned_params=tuned_params,
+        catalogue=catalogue,
+        revisions=revisions,
+        devices=[d for d in devices.split(",") if d.strip()] if devices else None,
+        device=device,
+        seq_len=seq_len,
+        windows=windows,
+        runs=runs,
+        calibration_runs=calibration_runs,
+        batch_size=batch_size,
+        task_timeout_s=task_timeout,
+    )
+    from editproof.cli._suite_view import SuiteView
+
+    with SuiteView(quiet=quiet) as view:
+        outcome = run_suite(opts, tick=view.tick, say=view.say)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
+    if outcome.verdict is None:
+        typer.echo(f"calibration done ({counts}); run dir: {outcome.run_dir}")
+        return
+    typer.echo(f"FINAL VERDICT: {outcome.verdict} ({counts}; {outcome.seconds:.0f}s)")
+    if not quiet:
+        typer.echo(f"verdict: {outcome.verdict_path}")
+        typer.echo(f"run dir: {outcome.run_dir}")
+    if outcome.verdict != "PASS":
+        raise typer.Exit(EXIT_GATES_FAILED)
+
+
+@list_app.command("suites")
+def list_suites() -> None:
+    """The suites and their models."""
+    from editproof.suite.suites import ALIASES, SUITES
+
+    for s in SUITES.values():
+        alias = [a for a, t in ALIASES.items() if t == s.name]
+        extra = f" (alias: {', '.join(alias)})" if alias else ""
+        typer.echo(f"{s.name:<9} {s.description}{extra}")
+        for m in s.models:
+            typer.echo(f"          {m}")
+
+
+@list_app.command("scenarios")
+def list_scenarios(
+    suite_name: str | None = typer.Option(None, "--suite", help="Only this suite's scenarios."),
+    catalogue: str | None = typer.Option(None, "--catalogue", help="A scenarios.json file."),
+) -> None:
+    """The scenario catalogue: id, category, strictness, primary guard, spec."""
+    from editproof.suite.suites import get_suite
+    from editproof.verdict.catalogue import load_catalogue
+
+    cat = load_catalogue(catalogue)
+    wanted = get_suite(suite_name).name if suite_name else None
+    for s in cat.scenarios:
+        if wanted and not s.in_suite(wanted):
+            continue
+        suites = ",".join(s.suites) if s.suites is not None else "all"
+        typer.echo(
+            f"{s.id:<28} {s.category:<15} {s.strictness:<13} {s.primary_guard:<14} "
+            f"{s.generation.spec}  [{suites}]"
+        )

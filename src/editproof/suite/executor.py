@@ -1,0 +1,197 @@
+"""The local executor: worker processes on device slots, watched by the driver.
+
+One slot per GPU (or per group of GPUs for a model larger than one), or one CPU slot. A slot
+runs one worker process at a time; a worker keeps one model loaded for all of that model's
+tasks (model affinity). The driver never loads a model: it starts workers, watches them,
+kills a worker whose task runs past the timeout, and replaces a worker that died (its task
+goes back to pending, counted as an attempt). Nothing here waits without a bound.
+
+The interface is deliberately small — ``Executor.run(models)`` — so that a Ray executor can
+stand beside it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Protocol
+
+from editproof.errors import UsageError
+from editproof.suite.config import SuiteConfig
+from editproof.suite.store import Store
+
+POLL_S = 0.25
+
+
+class Executor(Protocol):
+    def run(self, models: list[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    device: str  # what the worker passes to load_model: cpu, cuda
+    visible: str | None  # CUDA_VISIBLE_DEVICES for the worker, None to inherit
+
+
+def device_slots(devices: list[str] | None, device: str) -> list[Slot]:
+    """Slots from ``--devices`` (``0,1`` = one GPU each; ``0+1,2+3`` = groups), else every
+    visible GPU, else one CPU slot."""
+    if device == "cpu":
+        return [Slot("cpu", "cpu", None)]
+    if devices:
+        slots = []
+        for group in devices:
+            ids = [g.strip() for g in group.split("+") if g.strip()]
+            if not ids or not all(i.isdigit() for i in ids):
+                raise UsageError(f"--devices: '{group}' is not a GPU index or a group like 0+1")
+            slots.append(Slot("gpu" + "+".join(ids), "cuda", ",".join(ids)))
+        return slots
+    count = _gpu_count()
+    if count == 0:
+        if device.startswith("cuda"):
+            raise UsageError("--device cuda: no CUDA GPU is visible")
+        return [Slot("cpu", "cpu", None)]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",")] if visible else [str(i) for i in range(count)]
+    return [Slot(f"gpu{i}", "cuda", i) for i in ids[:count]]
+
+
+def _gpu_count() -> int:
+    """CUDA devices, asked without initialising CUDA in the driver."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and not visible.strip():
+        return 0
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:
+        return 0
+
+
+@dataclass
+class _Active:
+    process: BaseProcess
+    model: str
+    worker_id: str
+    started: float
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        run_dir: Path,
+        config: SuiteConfig,
+        slots: list[Slot],
+        tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self.slots = slots
+        self.tick = tick or (lambda: None)
+        self.store = Store(run_dir)
+        self._ctx = mp.get_context("spawn")
+        self._deaths: dict[str, int] = {}
+        self._serial = 0
+
+    def run(self, models: list[str]) -> None:
+        queue = [m for m in models if self.store.has_open(m)]
+        active: dict[str, _Active] = {}
+        try:
+            while queue or active:
+                for slot in self.slots:
+                    if slot.name not in active and queue:
+                        model = queue.pop(0)
+                        active[slot.name] = self._start(slot, model)
+                for name, act in list(active.items()):
+                    self._enforce_timeout(act)
+                    if act.process.is_alive():
+                        continue
+                    act.process.join()
+                    del active[name]
+                    if self._after_exit(act):
+                        slot = next(s for s in self.slots if s.name == name)
+                        active[name] = self._start(slot, act.model)
+                self.tick()
+                time.sleep(POLL_S)
+        finally:
+            for act in active.values():
+                if act.process.is_alive():
+                    act.process.kill()
+                    act.process.join()
+            self.store.close()
+
+    def _start(self, slot: Slot, model: str) -> _Active:
+        from editproof.suite.worker import run_worker
+
+        self._serial += 1
+        worker_id = f"{slot.name}-{self._serial}"
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
+            if slot.visible is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible
+            process = self._ctx.Process(
+                target=run_worker,
+                args=(str(self.run_dir), worker_id, model, slot.device, self.config.determinism),
+                name=f"editproof-worker-{worker_id}",
+                daemon=False,
+            )
+            process.start()
+        finally:
+            if saved is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = saved
+        return _Active(process, model, worker_id, time.time())
+
+    def _enforce_timeout(self, act: _Active) -> None:
+        now = time.time()
+        for task in self.store.running():
+            if task.worker != act.worker_id or task.started is None:
+                continue
+            if now - task.started > self.config.task_timeout_s and act.process.is_alive():
+                act.process.kill()
+                act.process.join()
+                retry = task.attempts < self.config.max_attempts
+                self.store.fail(
+                    task.id,
+                    f"timed out after {self.config.task_timeout_s:g}s",
+                    "timeout",
+                    retry_after=0.0 if retry else None,
+                )
+
+    def _after_exit(self, act: _Active) -> bool:
+        """Settle a worker that exited; True when the model needs a new worker."""
+        code = act.process.exitcode
+        orphans = [t for t in self.store.running() if t.worker == act.worker_id]
+        for task in orphans:  # the worker died mid-task
+            retry = task.attempts < self.config.max_attempts
+            self.store.fail(
+                task.id,
+                f"worker process died (exit code {code})",
+                "worker_died",
+                retry_after=0.0 if retry else None,
+            )
+        self.store.drop_worker(act.worker_id)
+        if not self.store.has_open(act.model):
+            return False
+        if code != 0 and not orphans:
+            # Died outside any task (e.g. while loading): count it, give up after the limit.
+            self._deaths[act.model] = self._deaths.get(act.model, 0) + 1
+            if self._deaths[act.model] >= self.config.max_attempts:
+                deaths = self._deaths[act.model]
+                reason = f"worker died {deaths} times outside a task (exit code {code})"
+                self._fail_open(act.model, f"{reason}; see logs/workers/")
+                return False
+        return True
+
+    def _fail_open(self, model: str, reason: str) -> None:
+        for task in self.store.tasks(model):
+            if task.status in ("pending", "running"):
+                self.store.fail(task.id, reason, "worker_died")

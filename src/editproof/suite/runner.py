@@ -1,0 +1,311 @@
+"""``run_suite``: check everything cheap, write the run's state, plan, execute, judge.
+
+Order matters: every check that needs no model — suite, models, catalogue, scenario ids,
+specs and tuned params for every model, sources, revisions, the output directory, a resume's
+parameters — runs before the first worker starts, so bad input fails in about a second and
+nothing already in a run directory is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from editproof import __version__
+from editproof.edits.tuned import TunedParams
+from editproof.errors import OutputError, UsageError
+from editproof.fileio import atomic_write_text, canonical_digest
+from editproof.suite import layout
+from editproof.suite.config import (
+    CALIBRATION_RUNS,
+    DEMO_CALIBRATION_RUNS,
+    DEMO_RUNS,
+    DEMO_SEQ_LEN,
+    DEMO_WINDOWS,
+    FULL_SEQ_LEN,
+    FULL_WINDOWS,
+    Determinism,
+    Mode,
+    SuiteConfig,
+    demo_relaxations,
+    differences,
+    load_config,
+)
+from editproof.suite.executor import LocalExecutor, device_slots
+from editproof.suite.plan import check_specs, plan_tasks
+from editproof.suite.revisions import resolve_revisions
+from editproof.suite.store import Store
+from editproof.suite.suites import get_suite, model_dir_name, resolve_models
+from editproof.verdict.catalogue import Catalogue, load_catalogue, parse_catalogue, select
+
+DEFAULT_ROOT = Path("proof_pack_runs")
+
+
+@dataclass
+class SuiteOptions:
+    suite: str = "demo"
+    models: str | None = None
+    scenario_ids: str | None = None
+    net: bool = False
+    out: Path | None = None
+    tier: str = "balanced"
+    determinism: Determinism = "throughput"
+    repeats: int = 0
+    resume: bool = False
+    mode: Mode = "full"
+    tuned_params: str | None = None
+    catalogue: str | None = None
+    revisions: str | None = None
+    devices: list[str] | None = None
+    device: str = "auto"
+    seq_len: int | None = None
+    windows: int | None = None
+    runs: int | None = None
+    calibration_runs: int | None = None
+    batch_size: int = 8
+    task_timeout_s: float = 6 * 3600
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass
+class SuiteOutcome:
+    run_dir: Path
+    config: SuiteConfig
+    counts: dict[str, int]
+    verdict: str | None  # None when no verdict was compiled (calibrate-only)
+    verdict_path: Path | None
+    seconds: float
+
+
+Tick = Callable[[Path], None]
+
+
+def default_out(suite: str, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d_%H%M%S")
+    return DEFAULT_ROOT / f"{suite}_{stamp}"
+
+
+def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Path, list[Any]]:
+    """Every check that needs no model; returns the config, effective catalogue, tuned
+    params, run dir and the skips. Writes nothing."""
+    from editproof.evaluation import tuned_params_for
+
+    suite = get_suite(opts.suite)
+    if opts.repeats < 0:
+        raise UsageError(f"--repeats must be >= 0, got {opts.repeats}")
+    for name, value in (("--seq-len", opts.seq_len), ("--windows", opts.windows)):
+        if value is not None and value < (2 if name == "--seq-len" else 1):
+            raise UsageError(f"{name} must be at least {2 if name == '--seq-len' else 1}")
+    for name, value in (("--runs", opts.runs), ("--calibration-runs", opts.calibration_runs)):
+        if value is not None and value < (1 if name == "--runs" else 0):
+            raise UsageError(f"{name} is out of range: {value}")
+    if opts.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    models = resolve_models(suite, opts.models, opts.env)
+    run_dir = opts.out if opts.out is not None else default_out(suite.name)
+    resuming = opts.resume or opts.mode == "run-only"
+    if resuming:
+        _check_resumable(run_dir)
+
+    ids = None
+    if opts.scenario_ids is not None:
+        ids = [i.strip() for i in opts.scenario_ids.split(",") if i.strip()]
+        if not ids:
+            raise UsageError("--scenario-ids names no scenario")
+    if resuming and opts.catalogue is None:
+        # The effective catalogue of the run is the only source planning may read.
+        state = run_dir / layout.SCENARIOS
+        catalogue = parse_catalogue(state.read_text(encoding="utf-8"), str(state))
+        source = catalogue.selection.source if catalogue.selection else "packaged"
+        effective = catalogue
+        if ids is not None or suite.name != (
+            catalogue.selection.suite if catalogue.selection else suite.name
+        ):
+            effective = select(catalogue, suite.name, ids, source=source)
+    else:
+        full = load_catalogue(opts.catalogue)
+        effective = select(full, suite.name, ids, source=opts.catalogue or "packaged")
+    tuned = tuned_params_for(opts.tuned_params or opts.env.get("PACK_TUNED_EDIT_PARAMS_FILE"))
+
+    dirs = {m: model_dir_name(m) for m in models}
+    clash = {d for d in dirs.values() if list(dirs.values()).count(d) > 1}
+    if clash:
+        raise UsageError(f"models map to the same run-dir folder: {', '.join(sorted(clash))}")
+    _check_sources(models, opts.net)
+    skips = check_specs(effective, models, tuned)
+
+    demo = suite.demo
+    seq_len = opts.seq_len or (DEMO_SEQ_LEN if demo else FULL_SEQ_LEN)
+    windows = opts.windows or (DEMO_WINDOWS if demo else FULL_WINDOWS)
+    runs = opts.runs or (DEMO_RUNS if demo else None)
+    calibration = (
+        opts.calibration_runs
+        if opts.calibration_runs is not None
+        else (DEMO_CALIBRATION_RUNS if demo else CALIBRATION_RUNS)
+    )
+    relaxations = demo_relaxations(seq_len, windows, runs or 1, calibration) if demo else []
+    if not demo and runs is not None:
+        relaxations.append(f"--runs {runs}: every scenario runs {runs} time(s)")
+    tuned_text = tuned.model_dump_json(indent=2)
+    config = SuiteConfig(
+        suite=suite.name,
+        models=models,
+        model_dirs=dirs,
+        scenario_ids=ids,
+        tier=opts.tier,
+        net=opts.net,
+        determinism=opts.determinism,
+        repeats=opts.repeats,
+        mode=opts.mode,
+        seq_len=seq_len,
+        n_windows=windows,
+        batch_size=opts.batch_size,
+        calibration_runs=calibration,
+        runs_override=runs,
+        relax_token_floor=demo,
+        device=opts.device,
+        devices=opts.devices,
+        task_timeout_s=opts.task_timeout_s,
+        catalogue_digest=effective.digest(),
+        tuned_digest=canonical_digest(json.loads(tuned_text)),
+        relaxations=relaxations,
+    )
+    from editproof.policy import load_tier
+
+    load_tier(config.tier)  # an unknown tier fails here
+    device_slots(config.devices, config.device)  # bad --devices fails here
+    if resuming:
+        path = run_dir / layout.CONFIG
+        old = load_config(path.read_text("utf-8"), str(path))
+        diff = differences(old, config)
+        if diff:
+            raise UsageError(f"--resume of {run_dir} with different parameters: {'; '.join(diff)}")
+    else:
+        _check_fresh(run_dir)
+    return config, effective, tuned, run_dir, skips
+
+
+def _check_resumable(run_dir: Path) -> None:
+    if not (run_dir / layout.CONFIG).is_file() or not (run_dir / layout.SCENARIOS).is_file():
+        raise UsageError(
+            f"cannot resume {run_dir}: not a suite run directory (no {layout.CONFIG}); "
+            "start a new run without --resume"
+        )
+
+
+def _check_fresh(run_dir: Path) -> None:
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise UsageError(
+            f"output directory {run_dir} already exists and is not empty; "
+            "use --resume to continue that run, or another --out"
+        )
+    parent = run_dir.parent if not run_dir.exists() else run_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write the run directory {run_dir} (no write permission)")
+
+
+def _check_sources(models: list[str], net: bool) -> None:
+    from editproof import lm
+
+    check = getattr(lm, "preflight_source", None)
+    for model in models:
+        if check is not None:
+            check(model, net=net)
+        else:
+            lm.parse_source(model)
+
+
+def write_state(
+    run_dir: Path,
+    config: SuiteConfig,
+    effective: Catalogue,
+    tuned: TunedParams,
+    revisions: dict[str, Any],
+) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the run directory {run_dir}: {exc}") from None
+    atomic_write_text(run_dir / layout.CONFIG, config.to_json())
+    if not (run_dir / layout.SCENARIOS).is_file() or effective.selection is not None:
+        atomic_write_text(run_dir / layout.SCENARIOS, effective.to_json())
+    atomic_write_text(run_dir / layout.TUNED, tuned.model_dump_json(indent=2) + "\n")
+    atomic_write_text(run_dir / layout.REVISIONS, json.dumps(revisions, indent=2) + "\n")
+    atomic_write_text(run_dir / layout.ENVIRONMENT, json.dumps(_environment(), indent=2) + "\n")
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "editproof": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def network_env(net: bool, env: dict[str, str]) -> None:
+    """``PACK_NET`` exported; the ``HF_*_OFFLINE`` variables follow it."""
+    env["PACK_NET"] = "1" if net else "0"
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env[key] = "0" if net else "1"
+
+
+def run_suite(
+    opts: SuiteOptions, tick: Tick | None = None, say: Callable[[str], None] | None = None
+) -> SuiteOutcome:
+    started = time.perf_counter()
+    say = say or (lambda _m: None)
+    config, effective, tuned, run_dir, skips = prepare(opts)
+    pins = opts.revisions or opts.env.get("PACK_MODEL_REVISIONS_FILE")
+    revisions = resolve_revisions(
+        config.models, net=config.net, run_dir=run_dir, revisions_file=pins
+    )
+    network_env(config.net, os.environ)  # type: ignore[arg-type]
+    if config.determinism == "strict":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    write_state(run_dir, config, effective, tuned, revisions)
+    store = Store(run_dir)
+    try:
+        added = store.add_tasks(plan_tasks(config, effective, skips))
+        if opts.resume or opts.mode == "run-only":
+            reset = store.reset_for_resume()
+            changed = store.verify_outputs()
+            say(
+                f"resume: {added} new task(s), {len(reset)} reset, "
+                f"{len(changed)} with changed outputs"
+            )
+        counts = store.counts()
+    finally:
+        store.close()
+    say(f"run dir {run_dir}: {sum(counts.values())} tasks")
+
+    slots = device_slots(config.devices, config.device)
+    executor = LocalExecutor(run_dir, config, slots, tick=(lambda: tick(run_dir)) if tick else None)
+    t0 = time.perf_counter()
+    executor.run(config.models)
+    timings = {"execute": time.perf_counter() - t0}
+
+    from editproof.suite.results import finish_run
+
+    t0 = time.perf_counter()
+    verdict, verdict_path = finish_run(run_dir, config, effective)
+    timings["verdict"] = time.perf_counter() - t0
+    store = Store(run_dir)
+    counts = store.counts()
+    store.close()
+    timings["total"] = time.perf_counter() - started
+    from editproof.suite.results import write_timings
+
+    write_timings(run_dir, timings)
+    return SuiteOutcome(run_dir, config, counts, verdict, verdict_path, timings["total"])

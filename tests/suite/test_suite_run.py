@@ -1,0 +1,165 @@
+"""A whole suite on a tiny random-init model: worker processes, verdict files, resume after
+SIGKILL at several points (same verdict, same per-window numbers, no task done twice, no
+partial files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCENARIOS = "quant_4bit_clean,prune_50pct_stress,nan_injection,shape_mismatch,norm_collapse"
+
+
+def _args(model: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "editproof", "suite", "--suite", "subset",
+        "--models", str(model), "--out", str(out), "--device", "cpu",
+        "--seq-len", "16", "--windows", "6", "--runs", "2", "--calibration-runs", "1",
+        "--scenario-ids", SCENARIOS, *extra,
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def _tasks(run: Path) -> dict[str, dict[str, Any]]:
+    db = sqlite3.connect(run / "state" / "state.sqlite")
+    try:
+        cur = db.execute("SELECT id, status, attempts, finished, outputs FROM tasks")
+        return {r[0]: {"status": r[1], "attempts": r[2], "finished": r[3], "outputs": r[4]}
+                for r in cur}  # fmt: skip
+    except sqlite3.Error:
+        return {}
+    finally:
+        db.close()
+
+
+def _numbers(run: Path) -> dict[str, Any]:
+    """Per-window numbers of every report and the baseline, keyed by relative path."""
+    out: dict[str, Any] = {}
+    for path in sorted(run.rglob("evaluation.report.json")):
+        r = json.loads(path.read_text())
+        out[str(path.relative_to(run))] = [
+            r["subject"]["final"]["mean_nll"],
+            r["baseline"]["final"]["mean_nll"],
+            r["primary_metric"]["ratio"],
+            r["status"],
+        ]
+    base = json.loads(next(run.rglob("baseline.json")).read_text())
+    out["baseline"] = [base["preview"]["mean_nll"], base["final"]["mean_nll"]]
+    return out
+
+
+def _verdict(run: Path) -> dict[str, Any]:
+    v = json.loads((run / "reports" / "final_verdict.json").read_text())
+    return {"verdict": v["verdict"], "failed": sorted(f["requirement"] for f in v["failed_requirements"]),
+            "records": len(v["records"])}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("suite") / "ref"
+    res = _run(_args(tiny_dir, out, "--quiet"))
+    assert res.returncode in (0, 1), res.stderr
+    assert res.stdout.startswith("FINAL VERDICT: "), res.stdout
+    return out
+
+
+def test_run_dir_layout_and_verdict(reference: Path) -> None:
+    run = reference
+    for rel in ("state/config.json", "state/scenarios.json", "state/tuned_edit_params.json",
+                "state/model_revisions.json", "state/errors.json", "state/timings.json",
+                "reports/final_verdict.json", "reports/final_verdict.txt",
+                "reports/category_summary.json", "reports/guard_signal_summary.json",
+                "reports/guard_intervention_summary.json", "reports/scenario_signal_summary.json",
+                "reports/detection_matrix.json"):  # fmt: skip
+        assert (run / rel).is_file(), rel
+    tasks = _tasks(run)
+    assert all(t["status"] == "done" for t in tasks.values()), tasks
+    reports = list(run.rglob("evaluation.report.json"))
+    assert len(reports) == 5 * 2  # every scenario, 2 runs each
+    presets = list((run / "presets").glob("calibrated_preset_*.json"))
+    assert len(presets) == 1
+    report = json.loads(reports[0].read_text())
+    assert "preset" in (report["policy"]["source"] or "")
+    scen = json.loads((run / "state/scenarios.json").read_text())
+    assert sorted(s["id"] for s in scen["scenarios"]) == sorted(SCENARIOS.split(","))
+    v = json.loads((run / "reports/final_verdict.json").read_text())
+    assert v["verdict"] in ("PASS", "FAIL") and len(v["records"]) == 10
+    nan = [r for r in v["records"] if r["scenario"] == "nan_injection"]
+    assert nan and all(r["detectors_hit"] for r in nan)  # the fault is caught on every run
+    revs = json.loads((run / "state/model_revisions.json").read_text())
+    assert len(next(iter(revs["models"].values()))["weight_sha256"]) == 64
+    assert not list(run.rglob(".*.tmp*")) and not [p for p in run.rglob(".evaluation*")]
+
+
+def test_resume_with_other_parameters_is_refused(reference: Path, tiny_dir: Path) -> None:
+    res = _run(_args(tiny_dir, reference, "--resume", "--tier", "conservative"))
+    assert res.returncode == 2
+    assert "different parameters: tier: 'balanced' -> 'conservative'" in res.stderr
+
+
+def _kill_when(
+    args: list[str], out: Path, condition: Callable[[dict[str, dict[str, Any]]], bool]
+) -> None:
+    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "state" / "state.sqlite").exists() and condition(_tasks(out)):
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_sigkill_at_three_points_then_resume(
+    reference: Path, tiny_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "killed"
+    args = _args(tiny_dir, out, "--quiet")
+    points: list[Callable[[dict[str, dict[str, Any]]], bool]] = [
+        lambda t: any(k.startswith("setup/") and v["status"] == "running" for k, v in t.items()),
+        lambda t: any(k.startswith("preset/") and v["status"] == "done" for k, v in t.items()),
+        lambda t: sum(k.startswith("eval/") and v["status"] == "done" for k, v in t.items()) >= 4,
+    ]
+    done_at: dict[str, Any] = {}
+    for k, point in enumerate(points):
+        _kill_when(args if k == 0 else [*args, "--resume"], out, point)
+        for tid, v in _tasks(out).items():
+            if v["status"] == "done":
+                assert done_at.get(tid, v) == v, f"{tid} ran again after it was done"
+                done_at[tid] = v
+    assert done_at, "no task finished before the kills"
+    res = _run([*args, "--resume"])
+    assert res.returncode in (0, 1), res.stderr
+    final = _tasks(out)
+    for tid, v in done_at.items():  # nothing done before a kill ran again
+        assert final[tid]["finished"] == v["finished"] and final[tid]["outputs"] == v["outputs"]
+    assert all(v["status"] == "done" for v in _tasks(out).values())
+    assert _verdict(out) == _verdict(reference)
+    assert _numbers(out) == _numbers(reference)  # bit-identical on CPU
+    leftovers = [p for p in out.rglob("*") if p.name.startswith(".") and p.is_file()]
+    assert leftovers == []
