@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any
 
 from editproof.report.io import report_json
-from editproof.report.model import EvaluationReport
+from editproof.report.model import EvaluationReport, GuardStatus
 from editproof.verdict.catalogue import Catalogue, Scenario, packaged_catalogue, select
 from editproof.verdict.model import ReportRef, TaskFailure, VerdictInputs
 from tests.report.factory import guard_result, make_report, with_guards
@@ -33,10 +33,10 @@ def _base(kind: str) -> EvaluationReport:
 def reports_of(
     base: str = "ok",
     *,
-    invariants: str = "pass",
-    spectral: str = "pass",
+    invariants: GuardStatus = "pass",
+    spectral: GuardStatus = "pass",
     caps: int = 0,
-    rmt: str = "pass",
+    rmt: GuardStatus = "pass",
     proposed: int = 0,
     probes: dict[str, dict[str, Any]] | None = None,
 ) -> EvaluationReport:
@@ -44,18 +44,18 @@ def reports_of(
     results = [
         guard_result(
             "invariants",
-            invariants,  # type: ignore[arg-type]
+            invariants,
             measured={"non_finite_values": 0.0 if invariants == "pass" else 1.0},
         ),
         guard_result(
             "spectral",
-            spectral,  # type: ignore[arg-type]
+            spectral,
             measured={"caps": float(caps), "max_abs_z": 2.0 + caps, "max_sigma_ratio": 1.1},
             thresholds={"max_caps": 5.0, "max_sigma_ratio": 10.0, "kappa_ffn": 3.849},
         ),
         guard_result(
             "rmt",
-            rmt,  # type: ignore[arg-type]
+            rmt,
             measured={
                 "edge_risk_ffn_base": 1.0,
                 "edge_risk_ffn_subject": 1.3 if rmt == "fail" else 1.01,
