@@ -32,6 +32,17 @@ LIGHT = [
     "editproof.lm",
     "editproof.verdict",
     "editproof.verdict.catalogue",
+    "editproof.verdict.model",
+    "editproof.verdict.views",
+    "editproof.verdict.records",
+    "editproof.verdict.evidence",
+    "editproof.verdict.requirements",
+    "editproof.verdict.summaries",
+    "editproof.verdict.matrix",
+    "editproof.verdict.compile",
+    "editproof.verdict.text",
+    "editproof.verdict.write",
+    "editproof.verdict.schema",
 ]
 
 

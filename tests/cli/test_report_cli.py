@@ -49,4 +49,12 @@ def test_explain_malformed_is_one_line(cli: Callable[..., Result], tmp_path: Pat
 def test_schema_command(cli: Callable[..., Result], tmp_path: Path) -> None:
     r = cli("report", "schema", "--out", str(tmp_path))
     assert r.code == 0
-    assert (tmp_path / "evaluation_report.schema.json").is_file()
+    names = [
+        "evaluation_report.schema.json",
+        "scenario_catalogue.schema.json",
+        "verdict_inputs.schema.json",
+        "final_verdict.schema.json",
+        "detection_matrix.schema.json",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert r.out.split() == [str(tmp_path / n) for n in names]

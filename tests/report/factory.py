@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+from typing import Any
 
 import numpy as np
 
@@ -17,11 +18,14 @@ from editproof.data import Window, plan_digest, token_hash, window_id
 from editproof.policy import load_tier
 from editproof.report import derive
 from editproof.report.model import (
+    GUARD_ENFORCEMENT,
     Arm,
     DatasetInfo,
     EditInfo,
     EvaluationReport,
+    GuardResult,
     GuardsSection,
+    GuardStatus,
     ModelInfo,
     PolicyInfo,
     Provenance,
@@ -270,4 +274,43 @@ def make_report(
             timings=timings,
             command=["editproof", "evaluate", BASELINE_SPEC, subject_spec, "--tier", tier],
         ),
+    )
+
+
+def guard_result(
+    name: str,
+    status: GuardStatus = "pass",
+    *,
+    measured: dict[str, float] | None = None,
+    thresholds: dict[str, float] | None = None,
+) -> GuardResult:
+    """A guard result as the chain writes it: enforcement from GUARD_ENFORCEMENT, one
+    violation line for a non-passing status."""
+    return GuardResult(
+        name=name,
+        status=status,
+        enforced=GUARD_ENFORCEMENT[name],
+        measured=measured or {},
+        thresholds=thresholds or {},
+        violations=[] if status == "pass" else [f"{name}: synthetic {status}"],
+        contract_digest=_hex("contract", name, length=16),
+    )
+
+
+def with_guards(
+    report: EvaluationReport,
+    results: list[GuardResult],
+    probes: dict[str, dict[str, Any]] | None = None,
+) -> EvaluationReport:
+    """``report`` with these guard results and probe sidecars; the guard status, the
+    validation flags and the overall status are derived again, as the builder does."""
+    section = GuardsSection(
+        status=derive.guards_status(results), results=results, probes=probes or {}
+    )
+    return report.model_copy(
+        update={
+            "guards": section,
+            "status": derive.overall_status(report.gates, section),
+            "validation": derive.validation_flags(report.primary_metric, report.gates, section),
+        }
     )

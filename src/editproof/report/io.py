@@ -26,19 +26,24 @@ def load_report(path: str | Path) -> EvaluationReport:
         p = p / REPORT_NAME
     if not p.is_file():
         raise NotFoundError(f"report file '{path}' does not exist")
+    return parse_report(p.read_bytes(), str(p))
+
+
+def parse_report(data: str | bytes, source: str) -> EvaluationReport:
+    """Parse and validate report JSON; errors name ``source`` and the first problem."""
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        raw = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedReportError(f"{p}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != "editproof.evaluation-report":
-        raise MalformedReportError(f"{p}: not an editproof evaluation report (format field)")
+        raise MalformedReportError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != "editproof.evaluation-report":
+        raise MalformedReportError(f"{source}: not an editproof evaluation report (format field)")
     try:
-        return EvaluationReport.model_validate(data)
+        return EvaluationReport.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "(top level)"
         raise MalformedReportError(
-            f"{p}: does not match the report schema at {where}: {first['msg']}"
+            f"{source}: does not match the report schema at {where}: {first['msg']}"
         ) from None
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from editproof.fileio import atomic_write_text
 from editproof.report.model import EvaluationReport
 
 SCHEMAS: dict[str, type[Any]] = {
@@ -19,11 +20,12 @@ def schema_text(model: type[Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-def write_schemas(directory: Path) -> list[Path]:
+def write_schemas(directory: Path, schemas: dict[str, type[Any]] | None = None) -> list[Path]:
+    """Write ``schemas`` (default: the report's) as ``<name>`` files into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, model in SCHEMAS.items():
+    for name, model in (SCHEMAS if schemas is None else schemas).items():
         path = directory / name
-        path.write_text(schema_text(model))
+        atomic_write_text(path, schema_text(model))
         written.append(path)
     return written

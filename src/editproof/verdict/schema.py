@@ -1,0 +1,17 @@
+"""JSON Schemas of the verdict's public contracts: the catalogue, the inputs the suite hands
+over, the final verdict and the detection matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from editproof.verdict.catalogue import Catalogue
+from editproof.verdict.model import FinalVerdict, VerdictInputs
+from editproof.verdict.views import DetectionMatrix
+
+SCHEMAS: dict[str, type[Any]] = {
+    "scenario_catalogue.schema.json": Catalogue,
+    "verdict_inputs.schema.json": VerdictInputs,
+    "final_verdict.schema.json": FinalVerdict,
+    "detection_matrix.schema.json": DetectionMatrix,
+}
