@@ -94,7 +94,7 @@ def test_clean_specs_resolve_before_any_model_loads() -> None:
     cat = select(packaged_catalogue(), "subset")
     assert check_specs(cat, ["org/a"], default_tuned()) == []
     empty = TunedParams()
-    with pytest.raises(InvalidInputError, match="scenario 'quant_4bit_clean'.*no tuned params"):
+    with pytest.raises(InvalidInputError, match=r"scenario 'quant_4bit_clean'.*no tuned params"):
         check_specs(cat, ["org/a"], empty)
 
 
