@@ -23,6 +23,7 @@ from typing import Protocol
 
 from editproof.errors import UsageError
 from editproof.suite.config import SuiteConfig
+from editproof.suite.placement import gpu_memory, gpus_needed, weight_bytes
 from editproof.suite.store import Store
 
 POLL_S = 0.25
@@ -81,6 +82,7 @@ class _Active:
     model: str
     worker_id: str
     started: float
+    slots: list[Slot]
 
 
 class LocalExecutor:
@@ -102,22 +104,33 @@ class LocalExecutor:
 
     def run(self, models: list[str]) -> None:
         queue = [m for m in models if self.store.has_open(m)]
+        need = {m: self._units_needed(m) for m in queue}
+        free = list(self.slots)
         active: dict[str, _Active] = {}
         try:
             while queue or active:
-                for slot in self.slots:
-                    if slot.name not in active and queue:
-                        model = queue.pop(0)
-                        active[slot.name] = self._start(slot, model)
-                for name, act in list(active.items()):
+                for model in list(queue):
+                    if need[model] > len(self.slots):
+                        queue.remove(model)
+                        self._fail_open(model, self._too_big(need[model]))
+                    elif need[model] <= len(free):
+                        taken, free = free[: need[model]], free[need[model] :]
+                        queue.remove(model)
+                        act = self._start(taken, model)
+                        active[act.worker_id] = act
+                    else:
+                        break  # keep the order: the next model waits for free devices
+                for key, act in list(active.items()):
                     self._enforce_timeout(act)
                     if act.process.is_alive():
                         continue
                     act.process.join()
-                    del active[name]
+                    del active[key]
                     if self._after_exit(act):
-                        slot = next(s for s in self.slots if s.name == name)
-                        active[name] = self._start(slot, act.model)
+                        again = self._start(act.slots, act.model)
+                        active[again.worker_id] = again
+                    else:
+                        free.extend(act.slots)
                 self.tick()
                 time.sleep(POLL_S)
         finally:
@@ -127,20 +140,32 @@ class LocalExecutor:
                     act.process.join()
             self.store.close()
 
-    def _start(self, slot: Slot, model: str) -> _Active:
+    def _units_needed(self, model: str) -> int:
+        """GPUs a model needs (1 on CPU and for explicit ``--devices`` slots)."""
+        if self.config.devices or any(s.visible is None for s in self.slots):
+            return 1
+        mem = gpu_memory([s.visible for s in self.slots if s.visible is not None])
+        return gpus_needed(weight_bytes(model), min(mem.values()) if mem else None)
+
+    def _too_big(self, need: int) -> str:
+        return (
+            f"model needs {need} GPUs for its weights plus headroom, but only "
+            f"{len(self.slots)} are available to this run"
+        )
+
+    def _start(self, slots: list[Slot], model: str) -> _Active:
         from editproof.suite.worker import run_worker
 
         self._serial += 1
-        worker_id = f"{slot.name}-{self._serial}"
+        worker_id = f"{'+'.join(s.name for s in slots)}-{self._serial}"
+        visible = [s.visible for s in slots if s.visible is not None]
         saved = os.environ.get("CUDA_VISIBLE_DEVICES")
         try:
-            if slot.visible is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = slot.visible
+            if visible:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible)
+            args = (str(self.run_dir), worker_id, model, slots[0].device, self.config.determinism)
             process = self._ctx.Process(
-                target=run_worker,
-                args=(str(self.run_dir), worker_id, model, slot.device, self.config.determinism),
-                name=f"editproof-worker-{worker_id}",
-                daemon=False,
+                target=run_worker, args=args, name=f"editproof-worker-{worker_id}", daemon=False
             )
             process.start()
         finally:
@@ -148,7 +173,7 @@ class LocalExecutor:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             else:
                 os.environ["CUDA_VISIBLE_DEVICES"] = saved
-        return _Active(process, model, worker_id, time.time())
+        return _Active(process, model, worker_id, time.time(), slots)
 
     def _enforce_timeout(self, act: _Active) -> None:
         now = time.time()
