@@ -44,11 +44,10 @@ def compile_verdict(
     """
     check_inputs(inputs, reports)
     catalogue = inputs.catalogue
-    records = [
-        record_from_report(ref, reports[ref.path][0], catalogue.get(ref.scenario), data)
-        for ref in inputs.reports
-        for data in (reports[ref.path][1],)
-    ]
+    records = []
+    for ref in inputs.reports:
+        report, data = reports[ref.path]
+        records.append(record_from_report(ref, report, catalogue.get(ref.scenario), data))
     ev = Evidence.build(inputs, records)
     outcomes, failed = check_requirements(ev)
     return FinalVerdict(
