@@ -14,7 +14,7 @@ from pathlib import Path
 from editproof import __version__
 from editproof.edits import apply_edit, parse_spec, resolve_clean
 from editproof.evaluation import model_key, tuned_params_for
-from editproof.lm import describe, load_model, parse_source, weight_digest
+from editproof.lm import describe, load_model, parse_source, preflight_source, weight_digest
 from editproof.lm.save import check_target, save_checkpoint
 
 
@@ -39,6 +39,7 @@ def save_edited(
     src = parse_source(baseline)
     spec = parse_spec(edit)
     check_target(out)  # before the model loads, so a taken --save fails in a second
+    preflight_source(baseline, net=net)  # and a missing or corrupt checkpoint too
     loaded = load_model(src, device=device, dtype=dtype, net=net)
     tuned_source = None
     if spec.clean:

@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from editproof import facts as _facts
 from editproof.data import load_corpus, make_windows, tokenize_corpus
-from editproof.edits import EditSpec, applied, parse_spec, resolve_clean
+from editproof.edits import EditSpec, applied, check_edit, parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, load_tuned, shipped_tuned
 from editproof.errors import EvaluationError, InvalidInputError, NotFoundError, UsageError
 from editproof.guards.base import MeasureContext, Signature
 from editproof.guards.chain import judge_all, measure_all
-from editproof.lm import LoadedModel, describe, load_model, parse_source, weight_digest
+from editproof.lm import (
+    LoadedModel,
+    describe,
+    load_model,
+    parse_source,
+    preflight_source,
+    weight_digest,
+)
+from editproof.lm.anatomy import max_positions
 from editproof.lm.digest import WeightDigest, aliases, digest_from_lines, fingerprints
 from editproof.lm.save import read_edit_metadata
 from editproof.lm.sources import ModelSource
@@ -55,6 +63,9 @@ _STRUCTURAL = frozenset({"shape_mismatch", "missing_tensors", "weight_tying_brea
 TUNED_ENV = "PACK_TUNED_EDIT_PARAMS_FILE"
 
 Progress = Callable[[str], None]
+# on_windows(phase, done, total): phase "baseline" or "subject"; (phase, 0, total) first,
+# then once per measured batch, ending with done == total.
+WindowsProgress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -105,19 +116,34 @@ def tuned_params_for(path: str | None) -> TunedParams:
 
 
 class Evaluator:
-    """The baseline, measured once; subjects are judged against it one at a time."""
+    """The baseline, measured once; subjects are judged against it one at a time.
 
-    def __init__(self, config: EvaluationConfig, progress: Progress | None = None) -> None:
+    ``edits``: specs this Evaluator will judge; they are resolved (``clean`` through the
+    tuned params, then their scope against the loaded model) after the baseline loads and
+    before anything is measured, and kept in :attr:`edits`. ``on_windows(phase, done,
+    total)`` follows the measurement of the ``baseline`` and each ``subject`` window by
+    window (``progress`` still gets the text lines, the guards included).
+    """
+
+    def __init__(
+        self,
+        config: EvaluationConfig,
+        progress: Progress | None = None,
+        *,
+        edits: Sequence[str | EditSpec] | None = None,
+        on_windows: WindowsProgress | None = None,
+    ) -> None:
         self.config = config
         self._say = progress or (lambda _msg: None)
+        self._on_windows = on_windows
+        # Resolved clean specs -> the tuned params file they came from, for the report.
+        self._tuned_sources: dict[tuple[str, str], str] = {}
         # Cheap checks first, so a typo fails before minutes of model loading.
         _check_baseline_side(config)
         self.base_src = parse_source(config.baseline)
         self.tier = resolve_tier(config)
         demo = self.base_src.kind == "demo"
-        seq_len = config.seq_len or (DEMO_SEQ_LEN if demo else DEFAULT_SEQ_LEN)
-        if seq_len < 2:
-            raise UsageError(f"--seq-len must be at least 2, got {seq_len}")
+        seq_len = config.seq_len if config.seq_len is not None else default_seq_len(demo)
         relax = demo if config.relax_token_floor is None else config.relax_token_floor
         self.relax_reason = (
             None
@@ -142,6 +168,10 @@ class Evaluator:
             self.base_src, device=config.device, dtype=config.dtype, net=config.net
         )
         self.timings["load_baseline"] = self._model.load_seconds
+        _check_positions(self._model, seq_len)
+        # Every edit asked for is resolved against the loaded model before the baseline is
+        # measured, so a scope that matches nothing fails in seconds, not minutes.
+        self.edits: list[EditSpec] = self.check_edits(edits) if edits is not None else []
         tok = self._model.tokenizer
         if tok is None:
             raise InvalidInputError(f"baseline '{self.base_src.spec}' has no tokenizer")
@@ -160,6 +190,10 @@ class Evaluator:
         )
         self.timings["windows"] = time.perf_counter() - t0
         self.windows = [list(w.tokens) for w in self.plan.all_windows()]
+        self._say(
+            f"windows: {len(self.plan.preview)} preview + {len(self.plan.final)} final, "
+            f"{seq_len} tokens each"
+        )
         self.dataset = _facts.dataset_info(
             corpus, self.plan, _facts.tokenizer_digest(tok), tok.eos_token_id
         )
@@ -168,8 +202,7 @@ class Evaluator:
         self.base_fingerprints = fingerprints(self._model.model)
         with ThreadPoolExecutor(max_workers=1) as pool:
             digest_job = pool.submit(_facts.timed_digest, self._model.model)
-            self._say(f"baseline: {len(self.windows)} windows x {seq_len} tokens")
-            nll = self._measure(self._model)
+            nll = self._measure(self._model, "baseline")
             self.timings["measure_baseline"] = nll.telemetry.seconds
             t0 = time.perf_counter()
             self.base_digest, self.timings["digest_baseline"] = digest_job.result()
@@ -213,6 +246,19 @@ class Evaluator:
         self._model = None
         _facts.empty_cache()
 
+    def check_edits(self, specs: Sequence[str | EditSpec]) -> list[EditSpec]:
+        """Resolve ``specs`` for the loaded baseline without applying or measuring anything.
+
+        ``clean`` specs get their params from the tuned params (``config.tuned_params``,
+        then ``$PACK_TUNED_EDIT_PARAMS_FILE``, then the shipped file) for this model and a
+        concrete layer for ``layer=last``; every weight edit's scope and every probe's
+        selection must then match at least one weight of the model. Raises UsageError
+        naming the spec (bad spec, or a scope matching nothing: the message says which
+        layers and families the model has) or InvalidInputError (no usable tuned entry).
+        The resolved specs can be passed to :meth:`judge_edit` as they are.
+        """
+        return [self._resolve(spec)[0] for spec in specs]
+
     def judge_source(self, spec: str, *, label: str | None = None) -> EvaluationReport:
         """Judge a separately stored subject (a ``custom`` checkpoint, or the same source)."""
         src = parse_source(spec)
@@ -222,6 +268,7 @@ class Evaluator:
             # copy; the subject's digest is still computed on its own.
             loaded = self._model
         else:
+            preflight_source(spec, net=self.config.net)  # a bad file fails before loading
             self._say(f"loading subject {src.label}")
             loaded = load_model(
                 src,
@@ -231,9 +278,9 @@ class Evaluator:
                 tokenizer=False,
             )
             timings["load_subject"] = loaded.load_seconds
+            _check_positions(loaded, self.plan.seq_len)
             self._check_vocab(loaded)
-        self._say(f"subject: {len(self.windows)} windows")
-        nll = self._measure(loaded)
+        nll = self._measure(loaded, "subject")
         timings["measure_subject"] = nll.telemetry.seconds
         t0 = time.perf_counter()
         info = _facts.model_info(loaded, weight_digest(loaded.model))
@@ -257,21 +304,18 @@ class Evaluator:
     def judge_edit(
         self, edit: str | EditSpec, *, label: str | None = None, tuned: TunedParams | None = None
     ) -> EvaluationReport:
-        """Apply ``edit`` to the baseline in memory, judge it, and restore exact weights."""
-        spec = parse_spec(edit) if isinstance(edit, str) else edit
+        """Apply ``edit`` to the baseline in memory, judge it, and restore exact weights.
+
+        ``edit`` may be a spec as written (resolved here as :meth:`check_edits` does) or
+        one :meth:`check_edits` already resolved.
+        """
         loaded = self.model
-        tuned_source = None
-        if spec.clean:
-            tuned = tuned or tuned_params_for(self.config.tuned_params)
-            tuned_source = tuned.source
-            spec = resolve_clean(
-                spec, model_key(self.base_src), tuned, n_layers=describe(loaded.model).n_layers
-            )
+        spec, tuned_source = self._resolve(edit, tuned)
         timings = dict(self.timings)
         self._say(f"subject: baseline + {spec.text}")
         with applied(loaded.model, spec) as record:
             timings["edit_apply"] = record.seconds
-            nll = self._measure(loaded)
+            nll = self._measure(loaded, "subject")
             timings["measure_subject"] = nll.telemetry.seconds
             t0 = time.perf_counter()
             digest = self._edited_digest(loaded, record.tensors, structural=spec.kind != "edit")
@@ -306,9 +350,45 @@ class Evaluator:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _measure(self, loaded: LoadedModel) -> WindowNLL:
+    def _resolve(
+        self, edit: str | EditSpec, tuned: TunedParams | None = None
+    ) -> tuple[EditSpec, str | None]:
+        """The concrete spec for the loaded baseline, checked, and its tuned params source."""
+        spec = parse_spec(edit) if isinstance(edit, str) else edit
+        model = self.model.model
+        if spec.clean:
+            tuned = tuned or tuned_params_for(self.config.tuned_params)
+            spec = resolve_clean(
+                spec, model_key(self.base_src), tuned, n_layers=describe(model).n_layers
+            )
+            assert spec.resolved_from is not None
+            self._tuned_sources[spec.text, spec.resolved_from] = tuned.source
+        try:
+            check_edit(model, spec)
+        except UsageError as exc:
+            shown = spec.resolved_from or spec.text
+            raise UsageError(f"edit '{shown}': {exc.message}") from None
+        source = self._tuned_sources.get((spec.text, spec.resolved_from or ""))
+        return spec, source if spec.resolved_from else None
+
+    def _measure(self, loaded: LoadedModel, phase: str) -> WindowNLL:
+        report = self._on_windows
+        total = len(self.windows)
+        if report is None:
+            self._say(f"{phase}: {total} windows")
+            on_batch = None
+        else:
+            report(phase, 0, total)
+
+            def on_batch(done: int, total: int) -> None:
+                report(phase, done, total)
+
         return measure_nll(
-            loaded.model, self.windows, batch_size=self.config.batch_size, device=loaded.device
+            loaded.model,
+            self.windows,
+            batch_size=self.config.batch_size,
+            device=loaded.device,
+            on_batch=on_batch,
         )
 
     def _arm(self, info: ModelInfo, nll: WindowNLL) -> Arm:
@@ -418,35 +498,72 @@ def resolve_tier(config: EvaluationConfig) -> TierPolicy:
     return config.policy if config.policy is not None else load_tier(config.tier)
 
 
+def default_seq_len(demo: bool) -> int:
+    """Tokens per window when ``--seq-len`` is not given."""
+    return DEMO_SEQ_LEN if demo else DEFAULT_SEQ_LEN
+
+
 def check_config(config: EvaluationConfig) -> None:
-    """Fast checks of everything that needs no model: sources, spec, tier, counts."""
+    """Fast checks of everything that needs no model: flags, tier, spec, and both sources'
+    files (:func:`~editproof.lm.preflight_source`: config, weights, safetensors headers)."""
     if (config.subject is None) == (config.edit is None):
         raise UsageError("give exactly one of --subject (a checkpoint) or --edit (a spec)")
     if config.edit is not None:
-        parse_spec(config.edit)
+        spec = parse_spec(config.edit)
     else:
         assert config.subject is not None
         parse_source(config.subject)
     _check_baseline_side(config)
+    if config.edit is not None and spec.clean:
+        # The tuned entry needs no model; only its layer=last waits for the load.
+        tuned = tuned_params_for(config.tuned_params)
+        resolve_clean(spec, model_key(parse_source(config.baseline)), tuned)
+    if config.subject is not None:
+        preflight_source(config.subject, net=config.net)
 
 
 def _check_baseline_side(config: EvaluationConfig) -> None:
     """What an :class:`Evaluator` needs before loading anything (it judges subjects later)."""
     parse_source(config.baseline)
     resolve_tier(config)
+    if config.seq_len is not None and config.seq_len < 2:
+        raise UsageError(
+            f"--seq-len must be at least 2 (one input and one target token), got {config.seq_len}"
+        )
     if config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if config.n_preview < 1 or config.n_final < 1:
+        raise UsageError(
+            f"window counts must be at least 1, got {config.n_preview}:{config.n_final}"
+        )
     if config.tuned_params is not None and not Path(config.tuned_params).is_file():
         raise NotFoundError(f"tuned params file not found: {config.tuned_params}")
+    preflight_source(config.baseline, net=config.net)
 
 
-def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> EvaluationReport:
+def _check_positions(loaded: LoadedModel, seq_len: int) -> None:
+    """A window longer than the model's position table cannot be measured."""
+    limit = max_positions(loaded.model)
+    if limit is not None and seq_len > limit[0]:
+        raise UsageError(
+            f"--seq-len {seq_len} is longer than '{loaded.source.spec}' allows: its config "
+            f"has {limit[1]} = {limit[0]}"
+        )
+
+
+def evaluate(
+    config: EvaluationConfig,
+    progress: Progress | None = None,
+    *,
+    on_windows: WindowsProgress | None = None,
+) -> EvaluationReport:
     """One evaluation: ``subject`` checkpoint, or ``edit`` applied to the baseline."""
     check_config(config)  # the subject/edit side too, before the Evaluator loads anything
     started = time.perf_counter()
-    evaluator = Evaluator(config, progress)
+    edits = [config.edit] if config.edit is not None else None
+    evaluator = Evaluator(config, progress, edits=edits, on_windows=on_windows)
     if config.edit is not None:
-        report = evaluator.judge_edit(config.edit, label=config.edit_label)
+        report = evaluator.judge_edit(evaluator.edits[0], label=config.edit_label)
     else:
         assert config.subject is not None
         if parse_source(config.subject).identity != evaluator.base_src.identity:

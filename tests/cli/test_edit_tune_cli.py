@@ -159,3 +159,30 @@ def test_tune_writes_tuned_params(
     assert entry["status"] in ("selected", "skipped") and entry["evidence"]["trials"]
     r = cli("tune", "--baseline", str(tiny_dir), "--edit-type", "prune", "--out", str(out))
     assert r.code == 2 and "cannot tune 'prune'" in r.err
+
+
+def test_tune_scope_matching_nothing_fails_before_measuring(
+    cli: Callable[..., Result], tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*_: object, **__: object) -> None:
+        raise AssertionError("measure_nll was called")
+
+    monkeypatch.setattr("editproof.evaluation.measure_nll", boom)
+    out = tmp_path / "tuned.json"
+    r = cli(
+        "tune",
+        "--baseline",
+        str(tiny_dir),
+        "--edit-type",
+        "quant_rtn",
+        "--scope",
+        "attn@layer=5",
+        "--out",
+        str(out),
+        "-q",
+        *SMALL,
+    )
+    assert r.code == 2 and r.err.startswith("error: edit 'quant_rtn:8:32:attn@layer=5': scope"), (
+        r.err
+    )
+    assert "2 decoder layers (0-1)" in r.err and not out.exists()

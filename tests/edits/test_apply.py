@@ -187,11 +187,11 @@ def test_bad_requests() -> None:
     model = tiny_model("llama")
     with pytest.raises(UsageError, match="resolve_clean"):
         apply_edit(model, "quant_rtn:clean:ffn")
-    with pytest.raises(InvalidInputError, match=r"'ffn@layer=7'.*2 decoder layers"):
+    with pytest.raises(UsageError, match=r"'ffn@layer=7'.*2 decoder layers"):
         apply_edit(model, "quant_rtn:4:32:ffn@layer=7")
     with pytest.raises(InvalidInputError, match="need at least 2"):
         apply_edit(tiny_model("llama", layers=1), "missing_tensors")
-    with pytest.raises(InvalidInputError, match="spectral_moderate_scale: no attn 'o_proj'"):
+    with pytest.raises(UsageError, match="spectral_moderate_scale: no attn 'o_proj'"):
         apply_edit(model, "spectral_moderate_scale:layers=4-9")
     assert active_edit(model) is None
 
@@ -271,3 +271,28 @@ def test_record_is_frozen_json_model() -> None:
         record.label = "x"  # type: ignore[misc]
     with pytest.raises(ValueError, match="Extra inputs"):
         EditRecord.model_validate({**data, "surprise": 1})
+
+
+def test_check_edit_changes_nothing_and_names_what_the_model_has() -> None:
+    from editproof.edits import check_edit
+
+    model = tiny_model("llama")
+    before = _state(model)
+    assert (
+        check_edit(model, "quant_rtn:4:32:ffn@layer=last").text == "quant_rtn:4:32:ffn@layer=last"
+    )
+    check_edit(model, "rmt_norm_noise")
+    check_edit(model, "nan_injection")  # faults select nothing; checked when applied
+    assert _state(model) == before and active_edit(model) is None
+    with pytest.raises(
+        UsageError,
+        match=r"'attn@layer=2' matches no attn weights: LlamaForCausalLM has 2 decoder layers \(0-1\) with attn and ffn weights",
+    ):
+        check_edit(model, "magnitude_prune:0.5:attn@layer=2")
+    with pytest.raises(
+        UsageError,
+        match=r"rmt_norm_noise: no ffn 'up_proj' weights in layers 5-6: LlamaForCausalLM has 2",
+    ):
+        check_edit(model, "rmt_norm_noise:layers=5-6")
+    with pytest.raises(UsageError, match="resolve_clean"):
+        check_edit(model, "quant_rtn:clean:ffn")

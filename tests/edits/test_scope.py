@@ -10,7 +10,7 @@ import torch
 
 from editproof.edits import Scope, parse_scope, resolve_scope
 from editproof.edits.scope import layer_count, select_targets
-from editproof.errors import InvalidInputError, UsageError
+from editproof.errors import UsageError
 
 ARCHS = ("llama", "gpt2", "qwen2", "mixtral")
 
@@ -168,7 +168,9 @@ def test_mixtral_experts_are_sliced_and_router_excluded() -> None:
 
 def test_scope_matching_nothing_names_scope_and_layer_count() -> None:
     model = tiny_model("llama")
-    with pytest.raises(InvalidInputError, match=r"'ffn@layer=5'.*2 decoder layers"):
+    with pytest.raises(
+        UsageError, match=r"'ffn@layer=5'.*2 decoder layers \(0-1\) with attn and ffn"
+    ):
         resolve_scope(model, parse_scope("ffn@layer=5"))
     assert layer_count(model) == 2
 

@@ -77,3 +77,32 @@ def test_hub_id_loads_offline_from_a_populated_cache(tiny_dir: Path, tmp_path: P
     assert out.returncode == 0, out.stderr[-2000:]
     a_rev, b_rev, has_tok = json.loads(out.stdout.strip().splitlines()[-1])
     assert a_rev == commit and b_rev == commit and has_tok
+
+
+@pytest.mark.parametrize("damage", ["truncate", "header"])
+def test_a_corrupt_weight_file_is_invalid_input_naming_it(
+    tiny_dir: Path, tmp_path: Path, damage: str
+) -> None:
+    """Even past the preflight, a load failure on a bad file is exit 4, never an internal error."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_dir, bad)
+    weights = bad / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-64] if damage == "truncate" else data[:8] + b"!" + data[9:])
+    with pytest.raises(
+        InvalidInputError, match=rf"cannot load model from '{bad}' \({weights}\): SafetensorError"
+    ) as info:
+        load_model(parse_source(str(bad)), device="cpu")
+    assert "\n" not in info.value.message
+
+
+def test_a_corrupt_tokenizer_is_invalid_input(tiny_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_dir, bad)
+    (bad / "tokenizer.json").write_text("{broken")
+    with pytest.raises(InvalidInputError, match=rf"cannot load the tokenizer from '{bad}'"):
+        load_model(parse_source(str(bad)), device="cpu")

@@ -33,7 +33,7 @@ def test_local_dir_wins_over_hub_spelling(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_dir_without_config_is_not_a_model(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match=r"no config\.json"):
+    with pytest.raises(NotFoundError, match=r"no config\.json"):
         parse_source(str(tmp_path))
 
 

@@ -87,3 +87,36 @@ def test_telemetry() -> None:
 def test_bad_input(windows: list[list[int]], batch: int, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         measure_nll(tiny_model(), windows, batch_size=batch)
+
+
+@pytest.mark.parametrize(("n", "batch", "calls"), [(10, 3, 4), (8, 4, 2), (5, 8, 1), (4, 1, 4)])
+def test_on_batch_reports_windows_done(n: int, batch: int, calls: int) -> None:
+    seen: list[tuple[int, int]] = []
+    measure_nll(
+        tiny_model(), _windows(n, 9), batch_size=batch, on_batch=lambda d, t: seen.append((d, t))
+    )
+    assert len(seen) == calls
+    assert [d for d, _ in seen] == sorted({d for d, _ in seen})  # strictly increasing
+    assert all(t == n for _, t in seen) and seen[-1][0] == n
+    assert seen[0][0] == min(batch, n)
+
+
+def test_on_batch_across_oom_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch that runs out of memory is retried smaller and reported only once done."""
+    real = nll_mod._batch_nll
+    failed: list[int] = []
+
+    def flaky(model: object, chunk: list[list[int]], *args: object) -> object:
+        if len(chunk) > 2 and len(failed) < 2:
+            failed.append(len(chunk))
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(model, chunk, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(nll_mod, "_batch_nll", flaky)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    seen: list[tuple[int, int]] = []
+    result = measure_nll(
+        tiny_model(), _windows(7, 9), batch_size=8, on_batch=lambda d, t: seen.append((d, t))
+    )
+    assert failed == [7, 4] and result.telemetry.oom_retries == 2
+    assert seen == [(2, 7), (4, 7), (6, 7), (7, 7)]

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from editproof.cli import _options as _o
+from editproof.cli._progress import ProgressView
 from editproof.errors import EXIT_GATES_FAILED
 from editproof.fileio import atomic_write_text
 from editproof.report.explain import explain_lines
@@ -98,7 +99,8 @@ def evaluate(
     prepare_output_dir(target, force=force)
     _o.quiet_libraries()
     try:
-        report = run_evaluation(config, progress=_o.progress(quiet))
+        with ProgressView(quiet=quiet) as view:  # stderr: bars on a terminal, else lines
+            report = run_evaluation(config, progress=view.say, on_windows=view.windows)
     except BaseException:
         # Leave no empty directory behind for a run that produced nothing.
         if created and target.is_dir() and not any(target.iterdir()):

@@ -50,7 +50,7 @@ def tune(
     from editproof.edits import TunedParams, load_tuned, parse_scope, save_tuned
     from editproof.evaluation import Evaluator, check_config, model_key
     from editproof.lm import parse_source
-    from editproof.tuning import candidates, merge, tune_edit_type
+    from editproof.tuning import candidates, default_scope, merge, spec_text, tune_edit_type
 
     for edit_type in edit_types:
         candidates(edit_type)  # unknown types fail before anything loads
@@ -82,7 +82,13 @@ def tune(
     key = model_id or model_key(parse_source(baseline))
     _o.quiet_libraries()
     say = _o.progress(quiet)
-    evaluator = Evaluator(config, say)
+    # The mildest candidate of each type is resolved against the loaded model before the
+    # baseline is measured, so a --scope that matches nothing fails in seconds.
+    first = [
+        spec_text(t, candidates(t, group_size=group_size)[0], scope or default_scope(t))
+        for t in edit_types
+    ]
+    evaluator = Evaluator(config, say, edits=first)
     results = []
     for edit_type in edit_types:
         result = tune_edit_type(

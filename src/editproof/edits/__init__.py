@@ -5,7 +5,7 @@ model and hand back an :class:`EditRecord`; ``restore()`` gives back the exact b
 weights. Nothing here writes model copies to disk.
 """
 
-from editproof.edits.apply import AppliedEdit, active_edit, applied, apply_edit
+from editproof.edits.apply import AppliedEdit, active_edit, applied, apply_edit, check_edit
 from editproof.edits.record import EditRecord, TensorStat
 from editproof.edits.scope import Scope, Target, parse_scope, resolve_scope
 from editproof.edits.spec import (
@@ -42,6 +42,7 @@ __all__ = [
     "active_edit",
     "applied",
     "apply_edit",
+    "check_edit",
     "default_tuned",
     "load_tuned",
     "parse_scope",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from editproof.edits.faults import FAULTS
+from editproof.edits.faults import FAULTS, probe_matrices
 from editproof.edits.record import EditRecord, Measure, overall_rel_error, overall_sparsity
 from editproof.edits.scope import resolve_scope
 from editproof.edits.spec import EditSpec, parse_spec
@@ -160,6 +160,28 @@ def applied(model: Any, spec: EditSpec | str) -> AppliedEdit:
 def active_edit(model: Any) -> AppliedEdit | None:
     """The edit currently live on ``model``, if any."""
     return _ACTIVE.get(model)
+
+
+def check_edit(model: Any, spec: EditSpec | str) -> EditSpec:
+    """Check, without changing ``model``, that ``spec`` selects something in it.
+
+    A weight edit's scope and a probe's family/target/layers must match at least one weight
+    (UsageError naming the model's layers and families otherwise); a ``clean`` spec must be
+    resolved first. Faults carry no selection and are checked when applied.
+    """
+    if isinstance(spec, str):
+        spec = parse_spec(spec)
+    if spec.clean:
+        raise UsageError(
+            f"spec '{spec.text}' has clean params; resolve it with resolve_clean first"
+        )
+    if spec.kind == "edit":
+        assert spec.scope is not None
+        for target in resolve_scope(model, spec.scope):
+            target.matrices()  # only 2-D weights and 3-D expert stacks can be edited
+    elif spec.kind == "probe":
+        probe_matrices(model, spec.type, spec.params)
+    return spec
 
 
 def _dispatch(model: Any, spec: EditSpec, journal: _Journal) -> Outcome:

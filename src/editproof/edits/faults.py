@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
 
-from editproof.edits.scope import Matrix, find_targets, layer_count, select_targets
+from editproof.edits.scope import Matrix, find_targets, layer_count, layout, select_targets
 from editproof.edits.weights import Journal, Outcome, map_matrix, seeded
-from editproof.errors import InvalidInputError
+from editproof.errors import InvalidInputError, UsageError
 from editproof.lm.anatomy import decoder_layers
 
 if TYPE_CHECKING:
@@ -258,7 +258,8 @@ def weight_tying_break(model: Any, _: Mapping[str, ParamValue], journal: Journal
 # --- probes ---------------------------------------------------------------------------------
 
 
-def _probe_matrices(model: Any, probe: str, params: Mapping[str, ParamValue]) -> list[Matrix]:
+def probe_matrices(model: Any, probe: str, params: Mapping[str, ParamValue]) -> list[Matrix]:
+    """The matrices a probe perturbs; UsageError when its selection matches nothing."""
     # max_params counts parameters: a fused expert stack is one parameter, all slices edited.
     targets = select_targets(
         model,
@@ -268,9 +269,9 @@ def _probe_matrices(model: Any, probe: str, params: Mapping[str, ParamValue]) ->
         include_qkv=bool(params.get("include_qkv", False)),
     )[: int(params["max_params"])]
     if not targets:
-        raise InvalidInputError(
+        raise UsageError(
             f"{probe}: no {params['family']} '{params['target']}' weights in layers "
-            f"{params['layers']} of {type(model).__name__} ({layer_count(model)} decoder layers)"
+            f"{params['layers']}: {layout(model)}"
         )
     return [m for t in targets for m in t.matrices()]
 
@@ -287,7 +288,7 @@ def rmt_norm_noise(model: Any, params: Mapping[str, ParamValue], journal: Journa
 
     gen = torch.Generator().manual_seed(int(params["seed"]))
     blend, jitter = float(params["blend"]), float(params["jitter"])
-    chosen = _probe_matrices(model, "rmt_norm_noise", params)
+    chosen = probe_matrices(model, "rmt_norm_noise", params)
     rows_changed: list[JsonValue] = []
     for m in chosen:
         journal.save_tensor(m.name, m.param)
@@ -316,7 +317,7 @@ def _scale_probe(
     model: Any, probe: str, params: Mapping[str, ParamValue], journal: Journal
 ) -> Outcome:
     factor = float(params["factor"])
-    chosen = _probe_matrices(model, probe, params)
+    chosen = probe_matrices(model, probe, params)
     for m in chosen:
         journal.save_tensor(m.name, m.param)
         map_matrix(m, lambda w: w.float() * factor)

@@ -172,7 +172,7 @@ def find_targets(
 
 
 def resolve_scope(model: Any, scope: Scope) -> list[Target]:
-    """Targets of ``scope``; InvalidInputError when it matches nothing in this model."""
+    """Targets of ``scope``; UsageError, naming what the model has, when it matches nothing."""
     n_layers = layer_count(model)
     concrete = scope.with_layer_count(n_layers)
 
@@ -185,11 +185,26 @@ def resolve_scope(model: Any, scope: Scope) -> list[Target]:
 
     targets = find_targets(model, concrete.families(), layer_ok)
     if not targets:
-        raise InvalidInputError(
-            f"scope '{scope.text}' matches no {'/'.join(concrete.families())} weights in "
-            f"{type(model).__name__} ({n_layers} decoder layers)"
+        raise UsageError(
+            f"scope '{scope.text}' matches no {'/'.join(concrete.families())} weights: "
+            f"{layout(model)}"
         )
     return targets
+
+
+def layout(model: Any) -> str:
+    """What a scope can select in ``model``, for error messages: layers and families."""
+    n_layers = layer_count(model)
+    found = {t.family for t in find_targets(model, ("attn", "ffn"), lambda _: True)}
+    families = [f for f in ("attn", "ffn") if f in found]
+    weights = f"{' and '.join(families)} weights" if families else "no attn or ffn weights"
+    if len(families) == 1:
+        weights += " only"
+    if n_layers == 0:
+        return f"{type(model).__name__} has no decoder layers and {weights}"
+    layers = f"0-{n_layers - 1}" if n_layers > 1 else "0"
+    plural = "s" if n_layers > 1 else ""
+    return f"{type(model).__name__} has {n_layers} decoder layer{plural} ({layers}) with {weights}"
 
 
 def _conv1d_names(model: Any) -> set[str]:

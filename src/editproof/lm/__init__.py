@@ -3,6 +3,7 @@
 from editproof.lm.anatomy import FAMILIES, Anatomy, Family, describe, family_of, layer_index
 from editproof.lm.digest import WeightDigest, weight_digest
 from editproof.lm.loading import LoadedModel, load_model, resolve_device, resolve_dtype
+from editproof.lm.preflight import preflight_source
 from editproof.lm.sources import ModelSource, parse_source
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "layer_index",
     "load_model",
     "parse_source",
+    "preflight_source",
     "resolve_device",
     "resolve_dtype",
     "weight_digest",

@@ -25,6 +25,8 @@ _FFN = re.compile(
     r"((^|\.)mlp\.|block_sparse_moe|feed_forward|(^|\.)ffn\.|c_fc|gate_proj|up_proj|down_proj"
     r"|experts|dense_h_to_4h|dense_4h_to_h)"
 )
+# Config keys holding the number of positions a model was built for (Llama, GPT-2 naming).
+_POSITION_KEYS = ("max_position_embeddings", "n_positions")
 _LAYER_INDEX = re.compile(r"\.(?:layers|h)\.(\d+)\.")
 
 
@@ -91,6 +93,16 @@ def describe(model: Any) -> Anatomy:
         families={k: tuple(v) for k, v in families.items()},
         tied=tied_groups(model),
     )
+
+
+def max_positions(model: Any) -> tuple[int, str] | None:
+    """The longest sequence the model's config allows, and the key that says so."""
+    config = getattr(model, "config", None)
+    for key in _POSITION_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, key
+    return None
 
 
 def tied_groups(model: Any) -> tuple[tuple[str, ...], ...]:

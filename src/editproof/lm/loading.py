@@ -104,11 +104,20 @@ def load_model(
     with network(net):
         try:
             model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-            tok = AutoTokenizer.from_pretrained(location, **extra) if tokenizer else None
         except torch.cuda.OutOfMemoryError:
             raise EvaluationError(f"out of GPU memory loading '{source.label}' on {dev}") from None
-        except (OSError, ValueError, KeyError) as exc:
+        except MemoryError:
+            raise EvaluationError(f"out of host memory loading '{source.label}'") from None
+        except ImportError:
+            raise  # a missing optional package is not a bad file
+        except Exception as exc:  # any failure reading a checkpoint is about that checkpoint
             raise _load_error(source, net, exc) from None
+        try:
+            tok = AutoTokenizer.from_pretrained(location, **extra) if tokenizer else None
+        except ImportError:
+            raise
+        except Exception as exc:
+            raise _load_error(source, net, exc, part="tokenizer") from None
     if not dev.startswith("cuda"):
         model.to(dev)
     model.eval()
@@ -154,13 +163,45 @@ def _location(source: ModelSource) -> tuple[str, dict[str, Any]]:
     return source.repo_id, extra
 
 
-def _load_error(source: ModelSource, net: bool, exc: Exception) -> Exception:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if source.kind == "hub" and not net:
+def _load_error(
+    source: ModelSource, net: bool, exc: Exception, *, part: str = "model"
+) -> Exception:
+    """A typed error for a failed load: not cached/fetchable (hub), else a bad file."""
+    text = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    missing = isinstance(exc, OSError | ValueError | KeyError)
+    if source.kind == "hub" and not net and missing:
         return NotFoundError(
             f"model '{source.label}' is not in the local Hugging Face cache "
             f"(HF_HOME/HF_HUB_CACHE); run once with --net 1 to download it ({text})"
         )
-    if source.kind == "hub":
+    if source.kind == "hub" and missing:
         return NotFoundError(f"could not fetch model '{source.label}': {text}")
-    return InvalidInputError(f"cannot load model from '{source.spec}': {text}")
+    if part == "tokenizer":
+        return InvalidInputError(f"cannot load the tokenizer from '{source.spec}': {text}")
+    return InvalidInputError(
+        f"cannot load model from '{source.spec}' ({_weights_file(source)}): "
+        f"{type(exc).__name__}: {text}"
+    )
+
+
+def _weights_file(source: ModelSource) -> str:
+    """The file a failed load most likely failed on: the weights (or their index)."""
+    from pathlib import Path
+
+    from editproof.lm.preflight import weights_entry
+
+    if source.kind == "gguf":
+        return str(source.path)
+    folder: Path | None = source.path
+    if source.kind == "demo":
+        folder = demo_dir()
+    elif source.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        assert source.repo_id is not None
+        found = try_to_load_from_cache(source.repo_id, "config.json", revision=source.revision)
+        folder = Path(found).parent if isinstance(found, str) else None
+    if folder is None:
+        return source.label
+    entry = weights_entry(folder)
+    return str(entry if entry is not None else folder)

@@ -80,7 +80,5 @@ def _local_source(spec: str, path: Path) -> ModelSource:
             f"'{spec}' is a file but not a .gguf model; give the model's directory instead"
         )
     if not (path / "config.json").is_file():
-        raise InvalidInputError(
-            f"'{spec}' is not a Hugging Face model directory (no config.json inside)"
-        )
+        raise NotFoundError(f"no config.json in '{spec}': not a Hugging Face model directory")
     return ModelSource(kind="local", spec=spec, path=path)

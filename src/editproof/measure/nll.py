@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +60,15 @@ def measure_nll(
     batch_size: int = 8,
     device: str | None = None,
     pad_id: int = 0,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> WindowNLL:
     """Evaluate each window as one causal sequence and return its mean target NLL.
 
     Windows may differ in length; shorter ones are right-padded and the padding is masked
     out of both attention and the loss. Results do not depend on ``batch_size``.
+    ``on_batch(done, total)`` is called after every batch that completed, with the number
+    of windows measured so far; a batch retried smaller after a CUDA OOM is reported only
+    once it succeeds, so ``done`` only grows and ends at ``total``.
     """
     import torch
 
@@ -103,6 +107,8 @@ def measure_nll(
             sums[start : start + len(chunk)] = s
             counts[start : start + len(chunk)] = c
             start += len(chunk)
+            if on_batch is not None:
+                on_batch(start, len(windows))
     if is_cuda:
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - started
