@@ -96,7 +96,11 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, dev)
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if dev.startswith("cuda"):
-        kwargs["device_map"] = dev  # stream weights straight to the card, no host copy
+        # Stream weights straight to the card, no host copy. Plain "cuda" with several GPUs
+        # visible (a suite worker's GPU group) fills them in order, so a model larger than
+        # one GPU spans the group and a smaller one stays on the first.
+        spread = device == "cuda" and torch.cuda.device_count() > 1
+        kwargs["device_map"] = "sequential" if spread else dev
     location, extra = _location(source)
     extra["local_files_only"] = not net
     kwargs.update(extra)

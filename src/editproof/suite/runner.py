@@ -43,7 +43,7 @@ from editproof.suite.executor import LocalExecutor, device_slots
 from editproof.suite.plan import check_specs, plan_tasks
 from editproof.suite.revisions import resolve_revisions
 from editproof.suite.store import Store
-from editproof.suite.suites import get_suite, model_dir_name, resolve_models
+from editproof.suite.suites import get_suite, model_dirs, resolve_models
 from editproof.verdict.catalogue import Catalogue, load_catalogue, parse_catalogue, select
 
 DEFAULT_ROOT = Path("proof_pack_runs")
@@ -135,11 +135,8 @@ def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Pa
         effective = select(full, suite.name, ids, source=opts.catalogue or "packaged")
     tuned = tuned_params_for(opts.tuned_params or opts.env.get("PACK_TUNED_EDIT_PARAMS_FILE"))
 
-    dirs = {m: model_dir_name(m) for m in models}
-    clash = {d for d in dirs.values() if list(dirs.values()).count(d) > 1}
-    if clash:
-        raise UsageError(f"models map to the same run-dir folder: {', '.join(sorted(clash))}")
     _check_sources(models, opts.net)
+    dirs = model_dirs(models)
     skips = check_specs(effective, models, tuned)
 
     demo = suite.demo
@@ -215,14 +212,10 @@ def _check_fresh(run_dir: Path) -> None:
 
 
 def _check_sources(models: list[str], net: bool) -> None:
-    from editproof import lm
+    from editproof.lm import preflight_source
 
-    check = getattr(lm, "preflight_source", None)
     for model in models:
-        if check is not None:
-            check(model, net=net)
-        else:
-            lm.parse_source(model)
+        preflight_source(model, net=net)
 
 
 def write_state(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,5 +80,23 @@ def resolve_models(
 
 
 def model_dir_name(model_id: str) -> str:
-    """Run-dir folder of a model: lower case, ``/`` and ``@`` -> ``__``, ``[a-z0-9_.-]``."""
-    return safe_model_id(model_id.strip().replace("@", "/").replace(" ", "_"))
+    """Run-dir folder of a model: ``org__name`` for a hub id (``@rev`` -> ``__rev``), the
+    folder or file name of a local model, ``demo``; lower case, ``[a-z0-9_.-]`` only."""
+    from editproof.lm import parse_source
+
+    src = parse_source(model_id)
+    if src.path is not None:
+        name = src.path.stem if src.kind == "gguf" else src.path.name
+    else:
+        name = model_id.strip().replace("@", "/")
+    return safe_model_id(name.replace(" ", "_"))
+
+
+def model_dirs(models: list[str]) -> dict[str, str]:
+    """Folder per model; two models with the same name get a digest of their id appended."""
+    names = {m: model_dir_name(m) for m in models}
+    taken = [n for n in names.values()]
+    for m, n in names.items():
+        if taken.count(n) > 1:
+            names[m] = f"{n}-{hashlib.sha256(m.encode()).hexdigest()[:8]}"
+    return names

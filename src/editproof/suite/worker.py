@@ -114,9 +114,20 @@ class Worker:
                 command=["editproof", "suite", "--suite", c.suite],
             )
             t0 = time.perf_counter()
-            self._ev = Evaluator(cfg, self._say)
+            # Every spec this model will be judged with is resolved against the loaded model
+            # (clean params, scopes) before the baseline is measured: a misfit fails in
+            # seconds, naming the spec.
+            self._ev = Evaluator(cfg, self._say, edits=self._specs(), on_windows=self._windows)
             self.timings["evaluator_setup"] = time.perf_counter() - t0
         return self._ev
+
+    def _specs(self) -> list[str]:
+        specs = {
+            str(t.params["spec"])
+            for t in self.store.tasks(self.model)
+            if t.type in (EVAL, REPEAT) and t.status != "skipped" and "spec" in t.params
+        }
+        return sorted(specs)
 
     def _load_preset(self) -> None:
         """Judge evaluations under the tier with this model's preset (once per process)."""
