@@ -128,3 +128,10 @@ def test_values_out_of_range(cli: Cli, tmp_path: Path) -> None:
     _one_line(cli("suite", "--tier", "lenient", "--out", out), 2, "lenient")
     _one_line(cli("suite", "--calibrate-only", "--errors-only", "--out", out), 2, "at most one")
     _one_line(cli("suite", "--devices", "a,b", "--device", "cuda", "--out", out), 2, "--devices")
+
+
+def test_missing_text_file(cli: Cli, tmp_path: Path) -> None:
+    res = cli("suite", "--provider", "text", "--data", str(tmp_path / "none.txt"),
+              "--out", str(tmp_path / "r"))  # fmt: skip
+    assert res.code == 3 and "none.txt" in res.err, res.err
+    assert not (tmp_path / "r").exists()

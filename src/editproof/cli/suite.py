@@ -46,6 +46,12 @@ def suite(
         None, "--devices", help="GPU slots: 0,1 (one each) or 0+1,2+3 (groups) [all visible]."
     ),
     device: str = _o.DEVICE,
+    provider: str = _o.PROVIDER,
+    data: str | None = _o.DATA,
+    field: str = _o.FIELD,
+    dataset: str | None = _o.DATASET,
+    dataset_config: str | None = _o.DATASET_CONFIG,
+    split: str = _o.SPLIT,
     seq_len: int | None = typer.Option(
         None, "--seq-len", help="Tokens per window [512; demo 128]."
     ),
@@ -81,6 +87,12 @@ def suite(
         tuned_params=tuned_params,
         catalogue=catalogue,
         revisions=revisions,
+        provider=provider,
+        data_path=data,
+        data_field=field,
+        dataset=dataset,
+        dataset_config=dataset_config,
+        split=split,
         devices=[d for d in devices.split(",") if d.strip()] if devices else None,
         device=device,
         seq_len=seq_len,

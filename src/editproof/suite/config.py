@@ -43,6 +43,12 @@ class SuiteConfig(BaseModel):
     determinism: Determinism = "throughput"
     repeats: int = Field(default=0, ge=0)
     mode: Mode = "full"
+    provider: str = "pydoc"
+    data_path: str | None = None
+    data_field: str = "text"
+    dataset: str | None = None
+    dataset_config: str | None = None
+    split: str = "validation"
     seq_len: int = Field(ge=2)
     n_windows: int = Field(ge=1)
     batch_size: int = Field(default=8, ge=1)
@@ -66,6 +72,12 @@ class SuiteConfig(BaseModel):
             "scenario_ids",
             "tier",
             "determinism",
+            "provider",
+            "data_path",
+            "data_field",
+            "dataset",
+            "dataset_config",
+            "split",
             "seq_len",
             "n_windows",
             "batch_size",

@@ -63,6 +63,12 @@ class SuiteOptions:
     mode: Mode = "full"
     tuned_params: str | None = None
     catalogue: str | None = None
+    provider: str = "pydoc"
+    data_path: str | None = None
+    data_field: str = "text"
+    dataset: str | None = None
+    dataset_config: str | None = None
+    split: str = "validation"
     revisions: str | None = None
     devices: list[str] | None = None
     device: str = "auto"
@@ -160,6 +166,12 @@ def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Pa
         tier=opts.tier,
         net=opts.net,
         determinism=opts.determinism,
+        provider=opts.provider,
+        data_path=opts.data_path,
+        data_field=opts.data_field,
+        dataset=opts.dataset,
+        dataset_config=opts.dataset_config,
+        split=opts.split,
         repeats=opts.repeats,
         mode=opts.mode,
         seq_len=seq_len,
@@ -178,6 +190,7 @@ def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Pa
     from editproof.policy import load_tier
 
     load_tier(config.tier)  # an unknown tier fails here
+    _check_corpus(config)
     device_slots(config.devices, config.device)  # bad --devices fails here
     if resuming:
         path = run_dir / layout.CONFIG
@@ -209,6 +222,21 @@ def _check_fresh(run_dir: Path) -> None:
         parent = parent.parent
     if not os.access(parent, os.W_OK):
         raise OutputError(f"cannot write the run directory {run_dir} (no write permission)")
+
+
+def _check_corpus(config: SuiteConfig) -> None:
+    """The text every worker will read: a missing file or unknown provider fails now."""
+    from editproof.data import load_corpus
+
+    load_corpus(
+        config.provider,
+        path=config.data_path,
+        field=config.data_field,
+        dataset=config.dataset,
+        config=config.dataset_config,
+        split=config.split,
+        net=config.net,
+    )
 
 
 def _check_sources(models: list[str], net: bool) -> None:
