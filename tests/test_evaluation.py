@@ -211,3 +211,24 @@ def test_evaluator_without_edits_measures_as_before(tiny_dir: Path) -> None:
     evaluator = Evaluator(_edit_config(tiny_dir, "noop"), lines.append)
     assert evaluator.edits == [] and evaluator.baseline.final.window_ids
     assert "baseline: 12 windows" in lines  # text progress when no on_windows is given
+
+
+def test_reseeded_measures_the_same_weights_on_other_windows(tiny_dir: Path) -> None:
+    from editproof.evaluation import EvaluationConfig, Evaluator
+
+    def cfg(seed: int) -> EvaluationConfig:
+        return EvaluationConfig(
+            baseline=str(tiny_dir), edit="noop", seq_len=16, n_preview=4, n_final=4,
+            device="cpu", seed=seed,
+        )  # fmt: skip
+
+    ev = Evaluator(cfg(42))
+    other = ev.reseeded(7)
+    fresh = Evaluator(cfg(7))
+    assert other.dataset.plan_digest == fresh.dataset.plan_digest != ev.dataset.plan_digest
+    assert other.baseline.final.mean_nll == fresh.baseline.final.mean_nll  # bit-identical (CPU)
+    assert other.base_digest.sha256 == ev.base_digest.sha256
+    report = other.judge_edit("quant_rtn:4:32:ffn")
+    assert report.dataset.seed == 7 and report.provenance.seeds["windows"] == 7
+    again = ev.judge_edit("noop")  # the original is untouched by the sibling
+    assert again.primary_metric.ratio == 1.0 and again.dataset.seed == 42

@@ -28,6 +28,7 @@ class FakeEvaluator:
         self.plan = SimpleNamespace(seq_len=256)
         self.windows = [[0]] * 128
         self.base_digest = SimpleNamespace(sha256="ab" * 32)
+        self.config = SimpleNamespace(seed=42)
 
     def judge_edit(self, spec: str, **_: Any) -> Any:
         self.calls.append(spec)
@@ -91,3 +92,28 @@ def test_merge_keeps_other_models() -> None:
     assert set(second.models) == {"a", "b"}
     assert second.models["a"]["fp8_quant"].params["format"] == "e4m3fn"
     assert second.models["b"]["fp8_quant"].params["format"] == "e5m2"
+
+
+def test_margin_below_the_limit_is_required() -> None:
+    ci_upper = PASS.primary_metric.display_ci[1]  # type: ignore[index]
+    tier = load_tier("balanced")
+    room = tier.ratio_limit + tier.hysteresis - ci_upper
+    assert room > 0
+    ok = tune_edit_type(FakeEvaluator("fp8_quant", 1), "fp8_quant", margin=room / 2)  # type: ignore[arg-type]
+    assert ok.entry.status == "selected"
+    tight = tune_edit_type(FakeEvaluator("fp8_quant", 1), "fp8_quant", margin=room * 2)  # type: ignore[arg-type]
+    assert tight.entry.status == "skipped"
+    assert tight.trials[0].failed_gates == ("margin",)
+
+
+def test_every_window_sample_must_pass() -> None:
+    main, other = FakeEvaluator("magnitude_prune", 10), FakeEvaluator("magnitude_prune", 4)
+    other.config = SimpleNamespace(seed=43)
+    result = tune_edit_type(main, "magnitude_prune", others=[other])  # type: ignore[arg-type, list-item]
+    assert result.entry.params["sparsity"] == candidates("magnitude_prune")[4]["sparsity"]
+    evidence = result.entry.evidence or {}
+    assert evidence["seeds"] == [42, 43]
+    failed = [t for t in evidence["trials"] if t["status"] == "FAIL"]
+    assert failed and all(t["seeds"][-1]["seed"] == 43 for t in failed)
+    passed = [t for t in evidence["trials"] if t["status"] == "PASS"]
+    assert passed and all(len(t["seeds"]) == 2 for t in passed)

@@ -8,6 +8,7 @@ The CLI, ``editproof tune`` and (later) the suite worker all go through it.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -181,19 +182,8 @@ class Evaluator:
             lambda s: list(tok.encode(s, add_special_tokens=False)),
             separator_id=tok.eos_token_id,
         )
-        self.plan = make_windows(
-            self.stream,
-            seq_len=seq_len,
-            n_preview=config.n_preview,
-            n_final=config.n_final,
-            seed=config.seed,
-        )
+        self._plan_windows(seq_len, config.seed)
         self.timings["windows"] = time.perf_counter() - t0
-        self.windows = [list(w.tokens) for w in self.plan.all_windows()]
-        self._say(
-            f"windows: {len(self.plan.preview)} preview + {len(self.plan.final)} final, "
-            f"{seq_len} tokens each"
-        )
         self.dataset = _facts.dataset_info(
             corpus, self.plan, _facts.tokenizer_digest(tok), tok.eos_token_id
         )
@@ -207,19 +197,73 @@ class Evaluator:
             t0 = time.perf_counter()
             self.base_digest, self.timings["digest_baseline"] = digest_job.result()
             self.timings["digest_baseline_wait"] = time.perf_counter() - t0
-        self.baseline = self._arm(_facts.model_info(self._model, self.base_digest), nll)
+        self._sign_baseline(nll)
+
+    def _plan_windows(self, seq_len: int, seed: int) -> None:
+        self.plan = make_windows(
+            self.stream,
+            seq_len=seq_len,
+            n_preview=self.config.n_preview,
+            n_final=self.config.n_final,
+            seed=seed,
+        )
+        self.windows = [list(w.tokens) for w in self.plan.all_windows()]
+        self._say(
+            f"windows: {len(self.plan.preview)} preview + {len(self.plan.final)} final, "
+            f"{seq_len} tokens each (seed {seed})"
+        )
+
+    def _sign_baseline(self, nll: WindowNLL) -> None:
+        """The baseline arm from its measured NLL, and its guard signatures (once)."""
+        model = self.model
+        self.baseline = self._arm(_facts.model_info(model, self.base_digest), nll)
         self.guard_ctx = MeasureContext(
-            device=self._model.device,
+            device=model.device,
             windows=self.windows,
-            seed=config.seed,
-            batch_size=config.batch_size,
+            seed=self.config.seed,
+            batch_size=self.config.batch_size,
         )
         self.base_signatures: dict[str, Signature] = {}
-        if config.guards:
+        if self.config.guards:
             self._say("guards: measuring the baseline")
             t0 = time.perf_counter()
-            self.base_signatures = measure_all(self._model.model, self.guard_ctx, self.tier.guards)
+            self.base_signatures = measure_all(model.model, self.guard_ctx, self.tier.guards)
             self.timings["guards_baseline"] = time.perf_counter() - t0
+
+    def reseeded(self, seed: int) -> Evaluator:
+        """The same loaded weights and token stream with the windows drawn by ``seed``: a
+        new Evaluator whose baseline NLL and guard signatures are measured on those windows.
+
+        It shares the model with this one (judge on one at a time); the weight digest and
+        fingerprints carry over, since the weights are the same.
+        """
+        other = copy.copy(self)
+        other.config = replace(self.config, seed=seed)
+        other.timings = {}
+        other._tuned_sources = dict(self._tuned_sources)
+        t0 = time.perf_counter()
+        other._plan_windows(self.plan.seq_len, seed)
+        other.timings["windows"] = time.perf_counter() - t0
+        p = other.plan
+        other.dataset = self.dataset.model_copy(
+            update={
+                "seed": p.seed,
+                "candidates": p.candidates,
+                "duplicates": p.duplicates,
+                "tokens_available": p.tokens_available,
+                "plan_digest": p.digest,
+                "difficulty": {
+                    "preview_mean": p.stats.preview_mean,
+                    "final_mean": p.stats.final_mean,
+                    "gap": p.stats.gap,
+                    "candidate_std": p.stats.candidate_std,
+                },
+            }
+        )
+        nll = other._measure(other.model, "baseline")
+        other.timings["measure_baseline"] = nll.telemetry.seconds
+        other._sign_baseline(nll)
+        return other
 
     @property
     def model(self) -> LoadedModel:

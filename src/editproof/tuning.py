@@ -5,12 +5,18 @@ sparsity, higher -> lower rank). Damage grows along that order, so the pass/fail
 is found by bisection: the mildest candidate is tried first (if it fails the type is
 ``skipped``), then each step halves the unknown range. Every trial is kept as evidence
 in the tuned-params entry, so a reader sees why a value was chosen, and where it broke.
+
+A candidate passes only if it passes on *every* window sample (the evaluator's own seed and
+each ``others`` evaluator, the same weights with windows drawn by other seeds) with its CI
+upper bound at least ``margin`` below the tier's limit. A pick at the gate's very edge would
+pass on one sample of windows and fail on the next; the margin keeps a clean edit clean.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, get_args
 
 from editproof.edits import TunedEntry, TunedParams, parse_spec
@@ -56,20 +62,26 @@ def spec_text(edit_type: str, params: dict[str, ParamValue], scope: str) -> str:
 
 @dataclass(frozen=True)
 class Trial:
+    """One candidate: the worst of its window samples (by CI upper), and every sample."""
+
     spec: str
     status: str
     ratio: float | None
     ci_upper: float | None
     failed_gates: tuple[str, ...] = ()
+    seeds: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "spec": self.spec,
             "status": self.status,
             "ratio": self.ratio,
             "ci_upper": self.ci_upper,
             "failed_gates": list(self.failed_gates),
         }
+        if self.seeds:
+            data["seeds"] = list(self.seeds)
+        return data
 
     def outcome(self) -> str:
         text = f"ratio {_fmt(self.ratio)}, CI upper {_fmt(self.ci_upper)}"
@@ -90,29 +102,50 @@ def tune_edit_type(
     scope: str | None = None,
     group_size: int = 32,
     progress: Callable[[str], None] | None = None,
+    margin: float = 0.0,
+    others: Sequence[Evaluator] = (),
 ) -> TuneResult:
-    """Bisect ``edit_type``'s candidates on ``evaluator``'s baseline."""
+    """Bisect ``edit_type``'s candidates on ``evaluator``'s baseline (and ``others``')."""
     say = progress or (lambda _m: None)
+    if not (margin >= 0 and math.isfinite(margin)):
+        raise UsageError(f"--margin must be a non-negative number, got {margin}")
     scope = scope or default_scope(edit_type)
     cands = candidates(edit_type, group_size=group_size)
     for cand in cands:  # every candidate must at least parse before any evaluation runs
         parse_spec(spec_text(edit_type, cand, scope))
+    tier = evaluator.tier
+    limit = tier.ratio_limit + tier.hysteresis
+    samples = [evaluator, *others]
     trials: dict[int, Trial] = {}
 
     def passes(i: int) -> bool:
         spec = spec_text(edit_type, cands[i], scope)
-        report = evaluator.judge_edit(spec)
-        trials[i] = _trial(spec, report)
-        say(f"{spec}: {report.status} (ratio {_fmt(trials[i].ratio)})")
-        return report.status == "PASS"
+        per_seed: list[Trial] = []
+        for ev in samples:  # stop at the first sample that fails
+            t = _trial(spec, ev.judge_edit(spec))
+            if t.status == "PASS" and (t.ci_upper is None or t.ci_upper > limit - margin):
+                t = replace(t, status="FAIL", failed_gates=(*t.failed_gates, "margin"))
+            per_seed.append(t)
+            say(f"{spec} (seed {ev.config.seed}): {t.status} (ratio {_fmt(t.ratio)})")
+            if t.status != "PASS":
+                break
+        seeds = tuple(
+            {"seed": ev.config.seed, **t.to_json()}
+            for ev, t in zip(samples, per_seed, strict=False)
+        )
+        worst = max(per_seed, key=lambda t: (t.status != "PASS", t.ci_upper or math.inf))
+        trials[i] = replace(worst, seeds=seeds if others else ())
+        return worst.status == "PASS"
 
-    tier = evaluator.tier
     evidence: dict[str, Any] = {
         "tier": tier.name,
         "policy_digest": tier.digest(),
         "seq_len": evaluator.plan.seq_len,
         "windows": len(evaluator.windows),
         "baseline_weight_sha256": evaluator.base_digest.sha256,
+        "margin": margin,
+        "seeds": [ev.config.seed for ev in samples],
+        "limit": limit,
     }
     if not passes(0):
         evidence["trials"] = [t.to_json() for t in trials.values()]
@@ -121,6 +154,7 @@ def tune_edit_type(
             params={},
             reason=(
                 f"even the mildest candidate {trials[0].spec} failed tier {tier.name} "
+                f"with margin {margin:g} on {len(samples)} window sample(s) "
                 f"({trials[0].outcome()})"
             ),
             evidence=evidence,
@@ -134,10 +168,10 @@ def tune_edit_type(
         else:
             bad = mid
     chosen = trials[good]
-    limit = tier.ratio_limit + tier.hysteresis
     reason = (
-        f"most aggressive candidate passing tier {tier.name}: ratio {_fmt(chosen.ratio)}, "
-        f"CI upper {_fmt(chosen.ci_upper)} <= {limit:.4g}"
+        f"most aggressive candidate passing tier {tier.name} on {len(samples)} window "
+        f"sample(s): worst ratio {_fmt(chosen.ratio)}, CI upper {_fmt(chosen.ci_upper)} <= "
+        f"{limit:.4g} - margin {margin:g}"
     )
     if bad < len(cands):
         nxt = trials[bad]

@@ -27,6 +27,12 @@ def tune(
         None, "--scope", help="Scope to tune [ffn; ffn@layer=last for lowrank_svd]."
     ),
     group_size: int = typer.Option(32, "--group-size", help="Group size for quant_rtn."),
+    margin: float = typer.Option(
+        0.0, "--margin", help="CI upper bound must stay this far below the tier's limit."
+    ),
+    seeds: int = typer.Option(
+        1, "--seeds", help="Window samples a candidate must pass on (seed, seed+1, ...)."
+    ),
     tier: str = _o.TIER,
     preset: str | None = _o.PRESET,
     tier_patch: str | None = _o.TIER_PATCH,
@@ -48,6 +54,7 @@ def tune(
 ) -> None:
     """Bisect each edit type's parameters against the tier gates on BASELINE."""
     from editproof.edits import TunedParams, load_tuned, parse_scope, save_tuned
+    from editproof.errors import UsageError
     from editproof.evaluation import Evaluator, check_config, model_key
     from editproof.lm import parse_source
     from editproof.tuning import candidates, default_scope, merge, spec_text, tune_edit_type
@@ -88,11 +95,21 @@ def tune(
         spec_text(t, candidates(t, group_size=group_size)[0], scope or default_scope(t))
         for t in edit_types
     ]
+    if seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {seeds}")
     evaluator = Evaluator(config, say, edits=first)
+    # Other window samples of the same weights: the baseline is re-measured on each once.
+    others = [evaluator.reseeded(seed + k) for k in range(1, seeds)]
     results = []
     for edit_type in edit_types:
         result = tune_edit_type(
-            evaluator, edit_type, scope=scope, group_size=group_size, progress=say
+            evaluator,
+            edit_type,
+            scope=scope,
+            group_size=group_size,
+            progress=say,
+            margin=margin,
+            others=others,
         )
         results.append(result)
         entry = result.entry
