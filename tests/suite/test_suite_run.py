@@ -41,6 +41,8 @@ def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _tasks(run: Path) -> dict[str, dict[str, Any]]:
+    if not (run / "state" / "state.sqlite").is_file():
+        return {}
     db = sqlite3.connect(run / "state" / "state.sqlite")
     try:
         cur = db.execute("SELECT id, status, attempts, finished, outputs FROM tasks")
@@ -163,3 +165,50 @@ def test_sigkill_at_three_points_then_resume(
     assert _numbers(out) == _numbers(reference)  # bit-identical on CPU
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".") and p.is_file()]
     assert leftovers == []
+
+
+def test_killed_worker_is_replaced_and_its_task_retried(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    proc = subprocess.Popen(_args(tiny_dir, out, "--quiet"), env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    victim = None
+    deadline = time.time() + 300
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        tasks = _tasks(out)
+        running = [
+            k for k, v in tasks.items() if k.startswith("eval/") and v["status"] == "running"
+        ]
+        if running:
+            db = sqlite3.connect(out / "state" / "state.sqlite")
+            try:
+                row = db.execute("SELECT worker FROM tasks WHERE id=?", (running[0],)).fetchone()
+                pid = db.execute("SELECT pid FROM workers WHERE id=?", (row[0],)).fetchone()
+            finally:
+                db.close()
+            if pid and pid[0]:
+                os.kill(pid[0], signal.SIGKILL)
+                victim = running[0]
+    stdout, stderr = proc.communicate(timeout=600)
+    assert victim is not None, "no evaluation was seen running"
+    assert proc.returncode in (0, 1), stderr
+    assert stdout.startswith("FINAL VERDICT")
+    tasks = _tasks(out)
+    assert all(v["status"] == "done" for v in tasks.values()), tasks
+    assert tasks[victim]["attempts"] >= 2
+    errors = json.loads((out / "state" / "errors.json").read_text())["errors"]
+    assert any(e["task"] == victim and e["kind"] == "worker_died" for e in errors)
+
+
+def test_task_timeout_kills_and_gives_up(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    res = _run(_args(tiny_dir, out, "--quiet", "--task-timeout", "0.001"))
+    assert res.returncode == 1, res.stderr  # every task timed out: the verdict fails
+    tasks = _tasks(out)
+    setup = next(v for k, v in tasks.items() if k.startswith("setup/"))
+    assert setup["status"] == "failed" and setup["attempts"] == 3
+    errors = json.loads((out / "state" / "errors.json").read_text())["errors"]
+    tries = [e for e in errors if e["task"].startswith("setup/") and not e["final"]]
+    assert [e["kind"] for e in tries] == ["timeout"] * 3
+    verdict = json.loads((out / "reports" / "final_verdict.json").read_text())
+    assert verdict["verdict"] == "FAIL" and verdict["failures"]
