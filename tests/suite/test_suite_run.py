@@ -25,7 +25,7 @@ def _args(model: Path, out: Path, *extra: str) -> list[str]:
         sys.executable, "-m", "editproof", "suite", "--suite", "subset",
         "--models", str(model), "--out", str(out), "--device", "cpu",
         "--seq-len", "16", "--windows", "6", "--runs", "2", "--calibration-runs", "1",
-        "--scenario-ids", SCENARIOS, *extra,
+        "--scenario-ids", SCENARIOS, "--repeats", "2", *extra,
     ]  # fmt: skip
 
 
@@ -96,7 +96,7 @@ def test_run_dir_layout_and_verdict(reference: Path) -> None:
         assert (run / rel).is_file(), rel
     tasks = _tasks(run)
     assert all(t["status"] == "done" for t in tasks.values()), tasks
-    reports = list(run.rglob("evaluation.report.json"))
+    reports = [p for p in run.rglob("evaluation.report.json") if "determinism" not in p.parts]
     assert len(reports) == 5 * 2  # every scenario, 2 runs each
     presets = list((run / "presets").glob("calibrated_preset_*.json"))
     assert len(presets) == 1
@@ -111,6 +111,9 @@ def test_run_dir_layout_and_verdict(reference: Path) -> None:
     revs = json.loads((run / "state/model_revisions.json").read_text())
     assert len(next(iter(revs["models"].values()))["weight_sha256"]) == 64
     assert not list(run.rglob(".*.tmp*")) and not [p for p in run.rglob(".evaluation*")]
+    repeats = json.loads((run / "analysis/determinism_repeats.json").read_text())
+    assert repeats["completed"] == 2 and repeats["scenario"] == "quant_4bit_clean"
+    assert repeats["ratio"]["delta"] == 0.0 and repeats["numbers_match"] is True  # CPU
 
 
 def test_resume_with_other_parameters_is_refused(reference: Path, tiny_dir: Path) -> None:
