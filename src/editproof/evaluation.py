@@ -210,7 +210,7 @@ class Evaluator:
         self.windows = [list(w.tokens) for w in self.plan.all_windows()]
         self._say(
             f"windows: {len(self.plan.preview)} preview + {len(self.plan.final)} final, "
-            f"{seq_len} tokens each (seed {seed})"
+            f"{seq_len} tokens each"
         )
 
     def _sign_baseline(self, nll: WindowNLL) -> None:
