@@ -106,3 +106,15 @@ def test_a_corrupt_tokenizer_is_invalid_input(tiny_dir: Path, tmp_path: Path) ->
     (bad / "tokenizer.json").write_text("{broken")
     with pytest.raises(InvalidInputError, match=rf"cannot load the tokenizer from '{bad}'"):
         load_model(parse_source(str(bad)), device="cpu")
+
+
+def test_cpu_load_flushes_subnormals(tiny_dir: Path) -> None:
+    """A fault driving activations to extreme scales must not make CPU passes crawl."""
+    import torch
+
+    from editproof.lm import load_model, parse_source
+
+    torch.set_flush_denormal(False)
+    assert float((torch.tensor([1e-39]) * 1.0).item()) != 0.0
+    load_model(parse_source(str(tiny_dir)), device="cpu")
+    assert float((torch.tensor([1e-39]) * 1.0).item()) == 0.0
