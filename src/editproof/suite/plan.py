@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from editproof.edits import parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams
 from editproof.errors import EditproofError, InvalidInputError
+from editproof.evaluation import model_key
 from editproof.lm import parse_source
 from editproof.suite.config import SuiteConfig
 from editproof.suite.store import Task
@@ -38,14 +39,8 @@ class Skip:
 
 
 def tuned_key(model_id: str) -> str:
-    """The key a tuned-params file uses for this model (hub id, ``demo`` or dir name)."""
-    src = parse_source(model_id)
-    if src.kind == "hub":
-        return src.repo_id or src.spec
-    if src.kind == "demo":
-        return "demo"
-    assert src.path is not None
-    return src.path.stem if src.kind == "gguf" else src.path.name
+    """The key a tuned-params file uses for this model (as ``evaluate`` resolves it)."""
+    return model_key(parse_source(model_id))
 
 
 def check_specs(catalogue: Catalogue, models: list[str], tuned: TunedParams) -> list[Skip]:
