@@ -215,3 +215,17 @@ def test_task_timeout_kills_and_gives_up(tiny_dir: Path, tmp_path: Path) -> None
     assert [e["kind"] for e in tries] == ["timeout"] * 3
     verdict = json.loads((out / "reports" / "final_verdict.json").read_text())
     assert verdict["verdict"] == "FAIL" and verdict["failures"]
+
+
+def test_errors_only_judges_the_fault_scenarios(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    args = _args(tiny_dir, out, "--quiet", "--errors-only")
+    i = args.index("--repeats")
+    del args[i : i + 2]  # repeats re-run a clean scenario, which errors-only leaves out
+    res = _run(args)
+    assert res.returncode in (0, 1), res.stderr
+    v = json.loads((out / "reports" / "final_verdict.json").read_text())
+    assert {r["scenario"] for r in v["records"]} == {"nan_injection", "shape_mismatch",
+                                                     "norm_collapse"}  # fmt: skip
+    assert "--errors-only: fault scenarios only" in v["relaxations"]
+    assert "scenario_coverage" not in {f["requirement"] for f in v["failed_requirements"]}

@@ -79,6 +79,16 @@ def finish_run(
     from editproof.verdict.compile import compile_verdict
     from editproof.verdict.write import load_reports, write_verdict
 
+    if config.mode == "errors-only":
+        # Only the fault scenarios ran: the verdict judges those, and says so.
+        catalogue = catalogue.model_copy(
+            update={
+                "scenarios": [s for s in catalogue.scenarios if s.category == "error_injection"]
+            }
+        )
+        config = config.model_copy(
+            update={"relaxations": [*config.relaxations, "--errors-only: fault scenarios only"]}
+        )
     inputs = verdict_inputs(config, catalogue, tasks)
     reports = load_reports(run_dir, inputs.reports)
     verdict = compile_verdict(inputs, reports)
