@@ -135,3 +135,9 @@ def test_missing_text_file(cli: Cli, tmp_path: Path) -> None:
               "--out", str(tmp_path / "r"))  # fmt: skip
     assert res.code == 3 and "none.txt" in res.err, res.err
     assert not (tmp_path / "r").exists()
+
+
+def test_every_missing_model_is_named(cli: Cli, tmp_path: Path) -> None:
+    res = cli("suite", "--models", "nobody/one,nobody/two", "--out", str(tmp_path / "r"))
+    _one_line(res, 3, "2 models are missing")
+    assert "nobody/one" in res.err and "nobody/two" in res.err and "--net 1" in res.err

@@ -21,7 +21,7 @@ from typing import Any
 
 from editproof import __version__
 from editproof.edits.tuned import TunedParams
-from editproof.errors import OutputError, UsageError
+from editproof.errors import NotFoundError, OutputError, UsageError
 from editproof.fileio import atomic_write_text, canonical_digest
 from editproof.suite import layout
 from editproof.suite.config import (
@@ -240,10 +240,19 @@ def _check_corpus(config: SuiteConfig) -> None:
 
 
 def _check_sources(models: list[str], net: bool) -> None:
+    """Every model's files, checked without loading; every missing model named at once."""
     from editproof.lm import preflight_source
 
+    missing: list[str] = []
     for model in models:
-        preflight_source(model, net=net)
+        try:
+            preflight_source(model, net=net)
+        except NotFoundError as exc:
+            missing.append(exc.message)
+    if len(missing) == 1:
+        raise NotFoundError(missing[0])
+    if missing:
+        raise NotFoundError(f"{len(missing)} models are missing: " + "; ".join(missing))
 
 
 def write_state(
