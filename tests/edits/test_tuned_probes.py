@@ -16,6 +16,7 @@ from editproof.edits import (
     parse_spec,
     resolve_probe,
     save_tuned,
+    shipped_tuned,
 )
 from editproof.errors import InvalidInputError
 
@@ -138,3 +139,18 @@ def test_round_trip_with_probes(tmp_path: Path) -> None:
     assert again.model_dump() == tuned.model_dump()
     entry = again.probes["m"]["spectral_moderate_scale"]
     assert isinstance(entry, ProbeEntry) and entry.params == {"factor": 1.3, "layers": "2"}
+
+
+def test_shipped_demo_probe_entries_resolve() -> None:
+    tuned = shipped_tuned()
+    demo = tuned.probes.get("demo", {})
+    assert set(demo) == {"rmt_norm_noise", "spectral_moderate_scale", "ve_mlp_scale_skew"}
+    for probe, entry in demo.items():
+        evidence = entry.evidence or {}
+        assert evidence["tier"] == "balanced" and evidence["trials"], probe
+        assert evidence["seq_len"] == 128 and evidence["windows"] == 32
+        spec = resolve_probe(parse_spec(probe), "demo", tuned)
+        if entry.status == "selected":
+            assert spec.resolved_from == probe and spec.params != PROBE_DEFAULTS[probe]
+        else:
+            assert spec.params == PROBE_DEFAULTS[probe]

@@ -4,7 +4,7 @@ sigma_max comes from a few Lanczos steps on WᵀW (full reorthogonalisation), st
 matrix's largest-norm row plus a small seeded random component. Plain power iteration from a
 random start was too far from converged at a 10-step budget to judge one matrix against its
 own baseline: on the demo model its estimate was up to 19 % (log) below the exact sigma_max,
-and a clean edit could move that bias by 14 %. Lanczos from the largest row reads each weight
+and a clean edit could move that bias by 13 %. Lanczos from the largest row reads each weight
 as often as power iteration did (one product with W and one with Wᵀ per step) and stays
 within 1.6 % of the exact value on every demo matrix.
 """
