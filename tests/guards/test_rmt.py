@@ -173,7 +173,9 @@ def _direct_edge_risk(act: Any, mask: Any, iters: int, seed: int) -> Any:
     return batched_top_singular(z, iters, seed) / (tokens.sqrt() + math.sqrt(d))
 
 
-def test_token_space_iteration_matches_the_direct_one() -> None:
+def test_token_space_iteration_matches_the_direct_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import editproof.guards.rmt as rmt_mod
+
     gen = torch.Generator().manual_seed(9)
     act = torch.randn(3, 40, 96, generator=gen) * torch.rand(96, generator=gen) * 4 + 0.5
     act[:, 0] *= 30  # an attention-sink row, as real activations have
@@ -182,6 +184,10 @@ def test_token_space_iteration_matches_the_direct_one() -> None:
     for iters in (1, 10):
         risk, _ = window_edge_risk(act, mask, iters, 4)  # CPU, T small: token space
         assert torch.allclose(risk, _direct_edge_risk(act, mask, iters, 4), rtol=1e-4)
+        monkeypatch.setattr(rmt_mod, "_GRAM_MAX_FACTOR", 0)  # the feature-space path
+        direct, _ = window_edge_risk(act, mask, iters, 4)
+        monkeypatch.undo()
+        assert torch.allclose(risk, direct, rtol=1e-4)
 
 
 def test_noop_reuses_the_baseline_signature(arm: tuple[Any, MeasureContext, Signature]) -> None:

@@ -104,8 +104,9 @@ def window_edge_risk(act: Any, mask: Any, iters: int, seed: int) -> tuple[Any, A
 
 # Token-space iteration when T <= this x (2 iters + 1): the Gram matrix costs T/(2 iters + 1)
 # times the power iteration's flops, but as one GEMM it runs far faster than matrix-vector
-# products on a CPU (3x faster at T = 128, d = 1536 on the demo machine).
-_GRAM_MAX_FACTOR = 12
+# products on a CPU (demo machine, 8 windows, d = 576 / 1536: 2.9x / 3.1x faster at T = 128,
+# 2.9x / 3.3x at T = 256, 1.3x / 1.3x at T = 512).
+_GRAM_MAX_FACTOR = 25
 
 
 def _gram_top_singular(centred: Any, count: Any, iters: int, seed: int) -> Any:
