@@ -19,7 +19,7 @@ from pathlib import Path
 from editproof import facts as _facts
 from editproof.data import load_corpus, make_windows, tokenize_corpus
 from editproof.edits import EditSpec, applied, check_edit, parse_spec, resolve_clean
-from editproof.edits.tuned import TunedParams, load_tuned, shipped_tuned
+from editproof.edits.tuned import TunedParams, load_tuned, resolve_probe, shipped_tuned
 from editproof.errors import EvaluationError, InvalidInputError, NotFoundError, UsageError
 from editproof.guards.base import MeasureContext, Signature
 from editproof.guards.chain import judge_all, measure_all
@@ -329,7 +329,7 @@ class Evaluator:
         t0 = time.perf_counter()
         info = _facts.model_info(loaded, weight_digest(loaded.model))
         timings["digest_subject"] = time.perf_counter() - t0
-        guards = self._judge_guards(loaded, None, timings)
+        guards = self._judge_guards(loaded, None, timings, nll=nll)
         same = src.identity == self.base_src.identity
         meta = read_edit_metadata(src.path) if src.kind == "local" and src.path else None
         claimed = meta.get("edit", {}) if meta else {}
@@ -378,7 +378,7 @@ class Evaluator:
                 if spec.type in _STRUCTURAL
                 else frozenset(aliases(loaded.model, record.tensors))
             )
-            guards = self._judge_guards(loaded, spec.type, timings, touched)
+            guards = self._judge_guards(loaded, spec.type, timings, touched, nll=nll)
         t0 = time.perf_counter()
         self._verify_restore(loaded, record.tensors)
         timings["restore_verify"] = time.perf_counter() - t0
@@ -407,6 +407,14 @@ class Evaluator:
             )
             assert spec.resolved_from is not None
             self._tuned_sources[spec.text, spec.resolved_from] = tuned.source
+        elif spec.kind == "probe" and spec.resolved_from is None:
+            # The model's calibrated probe strength fills what the spec did not set.
+            tuned = tuned or tuned_params_for(self.config.tuned_params)
+            resolved = resolve_probe(spec, model_key(self.base_src), tuned)
+            if resolved is not spec:
+                spec = resolved
+                assert spec.resolved_from is not None
+                self._tuned_sources[spec.text, spec.resolved_from] = tuned.source
         try:
             check_edit(model, spec)
         except UsageError as exc:
@@ -489,13 +497,20 @@ class Evaluator:
         probe: str | None,
         timings: dict[str, float],
         touched: frozenset[str] | None = None,
+        *,
+        nll: WindowNLL | None = None,
     ) -> GuardsSection:
         if not self.base_signatures:
             return GuardsSection()
         self._say("guards: judging the subject")
         t0 = time.perf_counter()
         ctx = self.guard_ctx.model_copy(
-            update={"device": loaded.device, "touched": touched, "baseline": self.base_signatures}
+            update={
+                "device": loaded.device,
+                "touched": touched,
+                "baseline": self.base_signatures,
+                "subject_nll": nll,  # the live subject's, on self.windows in order
+            }
         )
         section = judge_all(loaded.model, ctx, self.tier.guards, self.base_signatures, probe=probe)
         timings["guards_subject"] = time.perf_counter() - t0

@@ -190,7 +190,7 @@ def merge(tuned: TunedParams, model_id: str, results: list[TuneResult]) -> Tuned
     per_model = models.setdefault(model_id, {})
     for result in results:
         per_model[result.edit_type] = result.entry  # type: ignore[index]
-    return TunedParams(defaults=dict(tuned.defaults), models=models)
+    return TunedParams(defaults=dict(tuned.defaults), models=models, probes=dict(tuned.probes))
 
 
 def _trial(spec: str, report: EvaluationReport) -> Trial:

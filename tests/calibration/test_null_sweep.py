@@ -13,6 +13,7 @@ from editproof.calibration import NullSweep, apply_tier_patch, null_sweep, write
 from editproof.calibration.null_sweep import (
     EPSILON_FLOOR,
     KAPPA_FLOOR,
+    LOG_RATIO_FLOOR,
     RmtRun,
     SeedRun,
     SpectralRun,
@@ -87,6 +88,11 @@ def test_sweep_measures_noise_and_applies_floors(sweep: NullSweep, evaluator: An
     for fam, k in rec.kappa.items():
         top = max(r.spectral.max_abs_z[fam] for r in sweep.runs)
         assert k == max(round(top * 1.05, 3), KAPPA_FLOOR)
+    assert set(rec.max_log_ratio) == set(run.spectral.max_log_ratio) == set(rec.kappa)
+    for fam, b in rec.max_log_ratio.items():
+        top = max(r.spectral.max_log_ratio[fam] for r in sweep.runs)
+        assert b == max(round(top * 1.05, 4), LOG_RATIO_FLOOR)
+    assert run.rmt.max_module_delta is not None and run.variance.max_deviation is not None
 
 
 def test_recommendations_are_deterministic(sweep: NullSweep, evaluator: Any) -> None:
@@ -94,6 +100,26 @@ def test_recommendations_are_deterministic(sweep: NullSweep, evaluator: Any) -> 
     assert again.recommendations == sweep.recommendations
     strip = [r.model_copy(update={"seconds": 0.0}) for r in again.runs]
     assert strip == [r.model_copy(update={"seconds": 0.0}) for r in sweep.runs]
+
+
+def test_log_ratio_bound_on_synthetic_runs() -> None:
+    tier = load_tier("balanced")
+    runs = [_run(1, {"attn": 0.1}), _run(2, {"attn": 0.2})]
+    runs = [
+        r.model_copy(
+            update={"spectral": r.spectral.model_copy(update={"max_log_ratio": {"attn": d}})}
+        )
+        for r, d in zip(runs, (0.001, 0.05), strict=True)
+    ]
+    rec = recommend(runs, tier, margin=0.1, target=0.01)
+    assert rec.max_log_ratio == {"attn": 0.055} and rec.log_ratio_floor == LOG_RATIO_FLOOR
+    quiet = recommend(runs[:1], tier, margin=0.1, target=0.01)
+    assert quiet.max_log_ratio == {"attn": LOG_RATIO_FLOOR}
+    # An older sweep file without the field still loads, with no bound to recommend.
+    old = SpectralRun.model_validate(
+        {k: v for k, v in runs[0].spectral.model_dump().items() if k != "max_log_ratio"}
+    )
+    assert old.max_log_ratio == {}
 
 
 def test_floors_and_margin_on_synthetic_runs() -> None:

@@ -17,6 +17,7 @@ from editproof.calibration import (
     safe_model_id,
     write_preset,
 )
+from editproof.calibration.null_sweep import LOG_RATIO_FLOOR
 from editproof.calibration.preset import DRIFT_FLOOR, MIN_EFFECT_FLOOR
 from editproof.errors import InvalidInputError, NotFoundError, UsageError
 from editproof.policy import load_tier
@@ -84,6 +85,17 @@ def test_overrides_cover_noise_and_clean_edits(preset: Preset, evaluator: Any) -
             assert k == max(null.kappa[fam], round(z * 1.1, 3))
         else:  # untouched family: no evidence, the tier's kappa stands
             assert k == tier_kappa[fam]
+    # The per-matrix |log sigma ratio| bound follows the same rule as kappa.
+    tier_bound = load_tier("balanced").guards.spectral.max_log_ratio
+    assert set(g.spectral.max_log_ratio) == set(g.spectral.kappa)
+    for fam, b in g.spectral.max_log_ratio.items():
+        z = clean.spectral_max_abs_z.get(fam, 0.0)
+        if z > 0:
+            d = clean.spectral_max_log_ratio[fam]
+            assert b == max(null.max_log_ratio[fam], round(d * 1.1, 4)) >= LOG_RATIO_FLOOR
+        else:
+            assert b == tier_bound[fam]
+    assert clean.spectral_caps == 0 and clean.variance_proposals is not None
     for fam, e in g.rmt.epsilon.items():
         d = clean.rmt_delta[fam]
         assert e == max(null.epsilon[fam], round((d or 0.0) * 1.1, 4))

@@ -200,3 +200,47 @@ def test_tier_patch_applies_and_excludes_preset(
         *SMALL,
     )
     _one_line_error(r, 2, "not both")
+
+
+def test_probes_writes_entries_and_keeps_the_rest(
+    cli_cal: Callable[..., Result], tiny_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tuned.json"
+    quant = {"status": "selected", "params": {"bits": 8, "group_size": 32}, "reason": "kept"}
+    out.write_text(json.dumps({"models": {"other": {"quant_rtn": quant}}}))
+    r = cli_cal(
+        "calibrate",
+        "probes",
+        "--baseline",
+        str(tiny_dir),
+        "--probe",
+        "spectral_moderate_scale",
+        "--model-id",
+        "tiny",
+        "--out",
+        str(out),
+        *SMALL,
+    )
+    assert r.code == 0, r.err
+    assert r.out.startswith("spectral_moderate_scale: ") and "wrote" in r.out
+    data = json.loads(out.read_text())
+    assert data["models"]["other"]["quant_rtn"]["reason"] == "kept"  # untouched
+    entry = data["probes"]["tiny"]["spectral_moderate_scale"]
+    assert entry["status"] in ("selected", "skipped") and entry["evidence"]["trials"]
+    assert entry["evidence"]["seq_len"] == 32 and entry["evidence"]["windows"] == 8
+
+
+def test_probes_rejects_unknown_probe_before_loading(
+    cli_cal: Callable[..., Result], tmp_path: Path
+) -> None:
+    r = cli_cal(
+        "calibrate",
+        "probes",
+        "--baseline",
+        "demo",
+        "--probe",
+        "nan_injection",
+        "--out",
+        str(tmp_path / "t.json"),
+    )
+    _one_line_error(r, 2, "unknown probe 'nan_injection'")

@@ -157,3 +157,44 @@ def test_module_rule_catches_a_targeted_module() -> None:
     assert any(v.startswith("b: edge risk +50.00%") for v in result.violations)
     mild = guard.compare(base, sig({"a": 10.0, "b": 2.2}), POLICY)  # +10 % < 25 %
     assert mild.status == "pass"
+
+
+def _direct_edge_risk(act: Any, mask: Any, iters: int, seed: int) -> Any:
+    """The reference computation: standardize, then power iteration on Z itself."""
+    from editproof.guards.rmt import batched_top_singular
+
+    a, m = act.float(), mask.float().unsqueeze(-1)
+    d = a.shape[-1]
+    tokens = mask.sum(dim=1).float()
+    count = tokens * d
+    mean = (a * m).sum(dim=(1, 2)) / count
+    var = ((a - mean[:, None, None]) ** 2 * m).sum(dim=(1, 2)) / count
+    z = (a - mean[:, None, None]) / var.sqrt()[:, None, None] * m
+    return batched_top_singular(z, iters, seed) / (tokens.sqrt() + math.sqrt(d))
+
+
+def test_token_space_iteration_matches_the_direct_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import editproof.guards.rmt as rmt_mod
+
+    gen = torch.Generator().manual_seed(9)
+    act = torch.randn(3, 40, 96, generator=gen) * torch.rand(96, generator=gen) * 4 + 0.5
+    act[:, 0] *= 30  # an attention-sink row, as real activations have
+    mask = torch.ones(3, 40, dtype=torch.bool)
+    mask[1, 33:] = False  # a shorter window, right-padded
+    for iters in (1, 10):
+        risk, _ = window_edge_risk(act, mask, iters, 4)  # CPU, T small: token space
+        assert torch.allclose(risk, _direct_edge_risk(act, mask, iters, 4), rtol=1e-4)
+        monkeypatch.setattr(rmt_mod, "_GRAM_MAX_FACTOR", 0)  # the feature-space path
+        direct, _ = window_edge_risk(act, mask, iters, 4)
+        monkeypatch.undo()
+        assert torch.allclose(risk, direct, rtol=1e-4)
+
+
+def test_noop_reuses_the_baseline_signature(arm: tuple[Any, MeasureContext, Signature]) -> None:
+    model, ctx, base = arm
+    noop = ctx.model_copy(update={"touched": frozenset(), "baseline": {"rmt": base}})
+    again = RmtGuard().measure(model, noop, POLICY)
+    assert again.data == base.data and again.contract == base.contract
+    # Another contract (other windows): never copied.
+    other = make_ctx(seed=3).model_copy(update={"touched": frozenset(), "baseline": {"rmt": base}})
+    assert RmtGuard().measure(model, other, POLICY).contract != base.contract

@@ -111,9 +111,15 @@ def test_moderate_scale_moves_exactly_one_matrix(models: dict[str, Any], arch: s
     sd = result.details["families"]["attn"]["sd"]
     sigma = base.data["matrices"][O_PROJ[arch]]["sigma"]
     assert top[0]["z"] == pytest.approx(sigma / sd, rel=1e-4)
+    # |log 2| = 0.69 is far beyond the per-matrix bound: flagged on every architecture.
+    assert result.measured["log_ratio_flags"] == 1
+    assert result.details["top_log_ratio"][0]["name"] == O_PROJ[arch]
+    assert result.details["top_log_ratio"][0]["log_ratio"] == pytest.approx(math.log(2), rel=1e-5)
     if arch == "gpt2":
-        # Two attn shapes (c_attn 32x96, c_proj 32x32) make a wide spread: a small z.
-        assert result.status == "pass"
+        # Two attn shapes (c_attn 32x96, c_proj 32x32) make a wide spread: a small z, so
+        # only the matrix's own baseline catches it.
+        assert result.measured["z_caps"] == 0 and result.measured["caps"] == 1
+        assert result.status == "warn"
     else:
         assert top[0]["z"] > 8 and result.status == "warn"
         assert result.measured["caps"] == 1 and result.details["selected_families"] == ["attn"]
@@ -228,8 +234,9 @@ def _family_shift(z_attn: float, z_ffn: float) -> tuple[Signature, Signature]:
 
 
 def _policy(**changes: Any) -> dict[str, Any]:
+    # The family z alone: the per-matrix bound is off unless a test sets it.
     kappa = {"attn": 2.0, "ffn": 2.0, "embed": 3.0, "other": 3.0}
-    return {**POLICY, "kappa": kappa, "alpha": 0.05, **changes}
+    return {**POLICY, "kappa": kappa, "max_log_ratio": {}, "alpha": 0.05, **changes}
 
 
 def test_bh_selects_families_bonferroni_does_not() -> None:
@@ -255,7 +262,7 @@ def test_caps_beyond_max_caps_fail() -> None:
 def test_zero_spread_family_uses_relative_change() -> None:
     base = sig({"emb": ("embed", 2.0), "a1": ("attn", 1.0), "a2": ("attn", 3.0)})
     subj = sig({"emb": ("embed", 2.5), "a1": ("attn", 1.0), "a2": ("attn", 3.0)})
-    result = GUARD.compare(base, subj, POLICY)
+    result = GUARD.compare(base, subj, {**POLICY, "max_log_ratio": {}})
     assert result.details["top_z"][0] == pytest.approx(
         {"name": "emb", "family": "embed", "z": 2.5, "sigma_ratio": 1.25}
     )
@@ -276,3 +283,80 @@ def test_degeneracy_thresholds() -> None:
     subj.data["matrices"]["b"]["norm_collapse"] = 0.05
     assert GUARD.compare(base, subj, POLICY).measured["min_norm_collapse_ratio"] == 0.05
     assert GUARD.compare(base, subj, POLICY).status == "fail"
+
+
+# --- each matrix against its own baseline -----------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_one_matrix_scaled_by_1_4_is_flagged_not_failed(models: dict[str, Any], arch: str) -> None:
+    model, base = models[arch]
+    spec = "spectral_moderate_scale:factor=1.4,family=mlp,target=up_proj,max_params=1,seed=7"
+    result = judge(model, base, spec)
+    slices = 4 if arch == "mixtral" else 1  # one fused expert stack: every slice scaled
+    assert result.measured["log_ratio_flags"] == slices and result.measured["caps"] >= 1
+    assert result.measured["max_log_ratio"] == pytest.approx(math.log(1.4), rel=1e-4)
+    assert result.status == "warn", result.violations  # a cap warns; only > max_caps fails
+    assert any(v.startswith("log_ratio: ") for v in result.violations)
+    family = result.details["top_log_ratio"][0]["family"]
+    assert result.details["families"][family]["log_ratio_flags"] == slices
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_noop_and_8bit_quant_are_not_flagged(models: dict[str, Any], arch: str) -> None:
+    model, base = models[arch]
+    noop = judge(model, base, "noop")
+    assert noop.measured["log_ratio_flags"] == 0 and noop.measured["max_log_ratio"] == 0.0
+    quant = judge(model, base, "quant_rtn:8:32:all")
+    assert quant.measured["log_ratio_flags"] == 0 and quant.status == "pass"
+    assert quant.measured["max_log_ratio"] < 0.01
+
+
+def test_log_ratio_bound_per_family_and_off_when_unset() -> None:
+    base = sig({"a1": ("attn", 1.0), "a2": ("attn", 3.0), "f1": ("ffn", 2.0), "f2": ("ffn", 4.0)})
+    subj = sig({"a1": ("attn", 1.2), "a2": ("attn", 3.0), "f1": ("ffn", 2.0), "f2": ("ffn", 4.0)})
+    # d = log 1.2 = 0.182; z = 0.2 / 1.0 is far below kappa.
+    loose = GUARD.compare(base, subj, _policy(max_log_ratio={"attn": 0.2}))
+    assert loose.status == "pass" and loose.thresholds["max_log_ratio_attn"] == 0.2
+    tight = GUARD.compare(base, subj, _policy(max_log_ratio={"attn": 0.15, "ffn": 0.5}))
+    assert tight.status == "warn" and tight.measured["caps"] == 1
+    assert tight.measured["z_caps"] == 0 and tight.measured["log_ratio_flags"] == 1
+    assert tight.details["families"]["attn"]["max_log_ratio"] == pytest.approx(math.log(1.2))
+    # A family the policy leaves out gets the strictest bound it names (here 0.15 for attn).
+    fallback = GUARD.compare(base, subj, _policy(max_log_ratio={"ffn": 0.15}))
+    assert fallback.measured["log_ratio_flags"] == 1
+    # An empty bound turns the check off (policies written before it existed).
+    assert GUARD.compare(base, subj, _policy()).status == "pass"
+    # Flags beyond max_caps fail, like z caps.
+    many = GUARD.compare(base, subj, _policy(max_log_ratio={"attn": 0.1}, max_caps=0))
+    assert many.status == "fail"
+
+
+def test_lanczos_is_accurate_where_power_iteration_is_not() -> None:
+    # A flat top of the spectrum (sigma_2 / sigma_1 = 0.98): from the same random starts,
+    # 10 power iterations stay up to 6 % below sigma_max, 10 Lanczos steps within 2.5 %.
+    from editproof.guards._spectral_measure import lanczos_sigma_max
+
+    gen = torch.Generator().manual_seed(5)
+    u, _ = torch.linalg.qr(torch.randn(96, 64, generator=gen))
+    v, _ = torch.linalg.qr(torch.randn(64, 64, generator=gen))
+    spectrum = torch.linspace(0.98, 0.2, 64)
+    spectrum[0] = 1.0
+    weight = u @ torch.diag(spectrum) @ v.T
+    starts = torch.randn(5, 64, generator=gen)
+    lanczos = lanczos_sigma_max(weight.expand(5, 96, 64), starts, 10)
+    assert float(lanczos.max()) <= 1.0 + 1e-5 and float(lanczos.min()) > 0.975
+    for start, est in zip(starts, lanczos.tolist(), strict=True):
+        x = start / start.norm()
+        for _ in range(10):
+            x = weight.T @ (weight @ x)
+            x = x / x.norm()
+        assert est >= float((weight @ x).norm()) - 1e-6  # never worse than power iteration
+    # Rank-deficient and zero matrices: the Krylov space runs out without NaNs.
+    rank_one = torch.outer(torch.arange(1.0, 7.0), torch.ones(5))
+    exact = float(torch.linalg.matrix_norm(rank_one, 2))
+    got = lanczos_sigma_max(torch.stack([rank_one, torch.zeros(6, 5)]), torch.randn(2, 5), 10)
+    assert float(got[0]) == pytest.approx(exact, rel=1e-5) and float(got[1]) == 0.0
+    nan = rank_one.clone()
+    nan[0, 0] = math.nan
+    assert math.isnan(float(lanczos_sigma_max(nan.unsqueeze(0), torch.randn(1, 5), 10)[0]))

@@ -8,10 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import editproof.guards.variance as variance_mod  # noqa: E402
-from editproof.edits import apply_edit  # noqa: E402
+from editproof.edits import applied, apply_edit  # noqa: E402
 from editproof.guards.base import MeasureContext, Signature  # noqa: E402
 from editproof.guards.variance import VarianceGuard, ab_decision, propose_scales  # noqa: E402
 from editproof.policy.guards import VariancePolicy  # noqa: E402
+from editproof.policy.tiers import load_tier  # noqa: E402
 from tests.models import VOCAB, tiny_model  # noqa: E402
 
 POLICY = VariancePolicy(
@@ -162,3 +163,78 @@ def test_contract_mismatch_only_warns(arm: tuple[Any, MeasureContext, Signature]
     other = VarianceGuard().measure(model, ctx, POLICY.model_copy(update={"windows": 4}))
     result = VarianceGuard().compare(base, other, POLICY)
     assert result.status == "warn" and not result.enforced and "contract" in result.violations[0]
+
+
+# --- the typical token's energy, the tier's deadband, reuse -----------------------------------
+
+
+BALANCED = load_tier("balanced").guards.variance
+
+
+def test_scaled_down_proj_is_proposed_under_the_balanced_tier() -> None:
+    model = tiny_model("llama")
+    ctx = make_ctx()
+    guard = VarianceGuard()
+    base = guard.measure(model, ctx, BALANCED)
+    with applied(model, "ve_mlp_scale_skew:factor=0.9"):
+        result = guard.compare(base, guard.measure(model, ctx, BALANCED), BALANCED)
+    # The branch output is exactly 0.9 x: its typical token's energy drops to 0.81 x.
+    assert result.details["proposals"] == {"model.layers.0.mlp": pytest.approx(1 / 0.9, rel=1e-5)}
+    assert result.measured["proposed_scales"] == 1.0
+    assert result.measured["max_scale_deviation"] >= 1 / 0.9 - 1 > BALANCED.deadband
+    # Milder than the deadband: nothing proposed, but the deviation is still reported.
+    with applied(model, "ve_mlp_scale_skew:factor=0.97"):
+        mild = guard.compare(base, guard.measure(model, ctx, BALANCED), BALANCED)
+    assert mild.measured["proposed_scales"] == 0.0
+    assert 0 < mild.measured["max_scale_deviation"] < BALANCED.deadband
+
+
+def test_proposals_use_the_median_not_the_mean() -> None:
+    contract: dict[str, Any] = {"calibration": {}}
+
+    def signature(mean_sq: float, median_sq: float) -> Signature:
+        branch = {"family": "ffn", "layer": 0, "mean_sq": mean_sq, "median_sq": median_sq}
+        return Signature(guard="variance", contract=contract, data={"branches": {"b": branch}})
+
+    # One sink token moved the mean by 40 %; the typical token did not move.
+    result = VarianceGuard().compare(signature(10.0, 1.0), signature(14.0, 1.0), POLICY)
+    assert result.details["proposals"] == {}
+    moved = VarianceGuard().compare(signature(10.0, 1.0), signature(10.0, 0.81), POLICY)
+    assert moved.details["proposals"] == {"b": pytest.approx(1 / 0.9)}
+
+
+def test_measure_records_median_and_mean(arm: tuple[Any, MeasureContext, Signature]) -> None:
+    _model, _ctx, base = arm
+    for branch in base.data["branches"].values():
+        assert branch["median_sq"] > 0 and branch["mean_sq"] > 0
+    assert base.contract["version"] == 2
+
+
+def test_ab_reuses_the_measured_arm_a() -> None:
+    from editproof.measure.nll import measure_nll
+
+    model = tiny_model("llama")
+    ctx = make_ctx()
+    proposals = {"model.layers.0.mlp": 1.1}
+    fresh = VarianceGuard().ab_test(model, ctx, proposals, POLICY)
+    assert fresh["a_reused"] is False
+    nll = measure_nll(model, ctx.windows, batch_size=ctx.batch_size, device="cpu")
+    reused = VarianceGuard().ab_test(
+        model, ctx.model_copy(update={"subject_nll": nll}), proposals, POLICY
+    )
+    assert reused["a_reused"] is True
+    for key in ("ppl_a", "ppl_b", "mean_delta", "ci_low", "ci_high"):
+        assert reused[key] == pytest.approx(fresh[key], rel=1e-6, abs=1e-9), key
+    assert reused["would_enable"] == fresh["would_enable"]
+
+
+def test_noop_reuses_the_baseline_signature(arm: tuple[Any, MeasureContext, Signature]) -> None:
+    model, ctx, base = arm
+    noop = ctx.model_copy(update={"touched": frozenset(), "baseline": {"variance": base}})
+    with applied(model, "nan_injection") as record:
+        # A touched parameter: measured again (and different), never copied.
+        touched = ctx.model_copy(
+            update={"touched": frozenset(record.tensors), "baseline": {"variance": base}}
+        )
+        assert VarianceGuard().measure(model, touched, POLICY).data != base.data
+    assert VarianceGuard().measure(model, noop, POLICY).data == base.data

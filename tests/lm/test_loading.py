@@ -108,13 +108,22 @@ def test_a_corrupt_tokenizer_is_invalid_input(tiny_dir: Path, tmp_path: Path) ->
         load_model(parse_source(str(bad)), device="cpu")
 
 
-def test_cpu_load_flushes_subnormals(tiny_dir: Path) -> None:
-    """A fault driving activations to extreme scales must not make CPU passes crawl."""
+def test_forward_passes_flush_subnormals_in_scope_only() -> None:
+    """A fault driving activations to extreme scales must not make CPU passes crawl, and
+    the process-wide setting must not leak out of the scope."""
     import torch
 
-    from editproof.lm import load_model, parse_source
+    from editproof.lm.numerics import flush_denormals
 
-    torch.set_flush_denormal(False)
-    assert float((torch.tensor([1e-39]) * 1.0).item()) != 0.0
-    load_model(parse_source(str(tiny_dir)), device="cpu")
-    assert float((torch.tensor([1e-39]) * 1.0).item()) == 0.0
+    def tiny() -> float:
+        return float((torch.tensor([1e-39]) * 1.0).item())
+
+    assert tiny() != 0.0
+    with flush_denormals("cpu"):
+        assert tiny() == 0.0
+        with flush_denormals("cpu"):
+            assert tiny() == 0.0
+        assert tiny() == 0.0  # the inner scope does not switch it off
+    assert tiny() != 0.0
+    with flush_denormals("cuda:0"):
+        assert tiny() != 0.0

@@ -48,6 +48,10 @@ PATCH_NAME = "tiers_patch_null.json"
 KAPPA_FLOOR = 1.0
 # Same reasoning for rmt: a 0.5% edge-risk rise is below what any edit we care about causes.
 EPSILON_FLOOR = 0.005
+# The spectral per-matrix bound on |log sigma ratio| never goes below the sigma_max
+# estimator's own error: 10 Lanczos steps stay within 1.6 % (log) of the exact value on
+# every demo matrix, and a re-seeded start moves a matrix by at most 0.4 %.
+LOG_RATIO_FLOOR = 0.02
 ALPHA_FLOOR = 1e-6
 MAX_HALVINGS = 20
 
@@ -61,6 +65,8 @@ class SpectralRun(_Frozen):
     candidates: int
     caps: int
     max_abs_z: dict[str, float]
+    # Largest d = |log(sigma / sigma_baseline)| per family (empty in older sweep files).
+    max_log_ratio: dict[str, float] = {}
     # Two-sided p of each family's largest |z|: erfc(|z| / sqrt(2)).
     family_p: dict[str, float]
     # A warning alpha does not govern: non-finite sigma, sigma ratio or degeneracy bounds.
@@ -70,10 +76,12 @@ class SpectralRun(_Frozen):
 class RmtRun(_Frozen):
     status: GuardStatus
     delta: dict[str, float | None]
+    max_module_delta: float | None = None  # largest single-module rise (module_epsilon's)
 
 
 class VarianceRun(_Frozen):
     proposals: int
+    max_deviation: float | None = None  # largest |alpha - 1| before the deadband
     ab_ok: bool | None = None  # None: no proposal, so no A/B ran
     gain: float | None = None
     ci: tuple[float, float] | None = None
@@ -91,6 +99,7 @@ class SeedRun(_Frozen):
 class Recommendations(_Frozen):
     kappa: dict[str, float]
     epsilon: dict[str, float]
+    max_log_ratio: dict[str, float] = {}
     alpha: float
     alpha_method: Literal["bh", "bonferroni"]
     alpha_halvings: int
@@ -98,6 +107,7 @@ class Recommendations(_Frozen):
     warning_rate_after: float  # the rate the recommended alpha gives on the same runs
     kappa_floor: float = KAPPA_FLOOR
     epsilon_floor: float = EPSILON_FLOOR
+    log_ratio_floor: float = LOG_RATIO_FLOOR
     note: str | None = None
 
 
@@ -221,10 +231,12 @@ def _seed_run(evaluator: Evaluator, seed: int) -> SeedRun:
     rmt = RmtRun(
         status=results["rmt"].status,
         delta={f: v.get("delta") for f, v in sorted(rmt_families.items())},
+        max_module_delta=results["rmt"].measured.get("max_module_delta"),
     )
     ab = results["variance"].details.get("ab") or {}
     variance = VarianceRun(
         proposals=int(results["variance"].measured.get("proposed_scales", 0)),
+        max_deviation=results["variance"].measured.get("max_scale_deviation"),
         ab_ok=ab.get("ok") if ab else None,
         gain=ab.get("gain"),
         ci=(ab["ci_low"], ab["ci_high"]) if "ci_low" in ab and "ci_high" in ab else None,
@@ -242,9 +254,11 @@ def _seed_run(evaluator: Evaluator, seed: int) -> SeedRun:
 def _spectral_run(details: dict[str, Any], result: Any) -> SpectralRun:
     families: dict[str, dict[str, Any]] = details.get("families", {})
     max_z = {f: float(v["max_abs_z"]) for f, v in sorted(families.items())}
+    max_d = {f: float(v.get("max_log_ratio", 0.0)) for f, v in sorted(families.items())}
     m, t = result.measured, result.thresholds
     other = bool(
         m.get("non_finite_matrices", 0) > 0
+        or m.get("log_ratio_flags", 0) > 0
         or m.get("max_sigma_ratio", 1.0) > t.get("max_sigma_ratio", math.inf)
         or m.get("min_stable_rank_ratio", 1.0) < t.get("stable_rank_warn", 0.0)
         or m.get("min_norm_collapse_ratio", 1.0) < t.get("norm_collapse_warn", 0.0)
@@ -254,6 +268,7 @@ def _spectral_run(details: dict[str, Any], result: Any) -> SpectralRun:
         candidates=int(m.get("candidates", 0)),
         caps=int(m.get("caps", 0)),
         max_abs_z=max_z,
+        max_log_ratio=max_d,
         family_p={f: math.erfc(z / math.sqrt(2)) for f, z in max_z.items()},
         other_warning=other,
     )
@@ -270,13 +285,18 @@ def recommend(
     for fam in sorted({f for r in runs for f in r.spectral.max_abs_z}):
         top = max(r.spectral.max_abs_z.get(fam, 0.0) for r in runs)
         kappa[fam] = max(round(top * (1 + margin), 3), KAPPA_FLOOR)
+    max_log_ratio: dict[str, float] = {}
+    for fam in sorted({f for r in runs for f in r.spectral.max_log_ratio}):
+        top = max(r.spectral.max_log_ratio.get(fam, 0.0) for r in runs)
+        max_log_ratio[fam] = max(round(top * (1 + margin), 4), LOG_RATIO_FLOOR)
     epsilon: dict[str, float] = {}
     for fam in sorted({f for r in runs for f in r.rmt.delta}):
         deltas = [max(d, 0.0) for r in runs if (d := r.rmt.delta.get(fam)) is not None]
         if deltas:  # a family with no finite delta has nothing to calibrate from
             q95 = float(np.quantile(deltas, 0.95))
             epsilon[fam] = max(round(q95 * (1 + margin), 4), EPSILON_FLOOR)
-    return _recommend_alpha(runs, tier, target, kappa, epsilon)
+    rec = _recommend_alpha(runs, tier, target, kappa, epsilon)
+    return rec.model_copy(update={"max_log_ratio": max_log_ratio})
 
 
 def select_families(
@@ -359,7 +379,11 @@ def tier_patch(result: NullSweep) -> dict[str, Any]:
         "schema_version": 1,
         "tier": result.tier,
         "guards": {
-            "spectral": {"kappa": dict(rec.kappa), "alpha": rec.alpha},
+            "spectral": {
+                "kappa": dict(rec.kappa),
+                "max_log_ratio": dict(rec.max_log_ratio),
+                "alpha": rec.alpha,
+            },
             "rmt": {"epsilon": dict(rec.epsilon)},
         },
     }

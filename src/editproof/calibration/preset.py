@@ -25,6 +25,7 @@ from editproof import __version__
 from editproof.calibration.null_sweep import (
     EPSILON_FLOOR,
     KAPPA_FLOOR,
+    LOG_RATIO_FLOOR,
     PATCH_FORMAT,
     NullSweep,
     Recommendations,
@@ -63,13 +64,14 @@ class _Frozen(BaseModel):
 
 class SpectralOverride(_Frozen):
     kappa: FamilyValues = Field(default_factory=dict)
+    max_log_ratio: FamilyValues = Field(default_factory=dict)
     alpha: float | None = Field(default=None, gt=0, lt=1)
 
-    @field_validator("kappa")
+    @field_validator("kappa", "max_log_ratio")
     @classmethod
-    def _positive(cls, kappa: FamilyValues) -> FamilyValues:
-        _check_values(kappa, lambda v: v > 0, "must be > 0")
-        return kappa
+    def _positive(cls, values: FamilyValues) -> FamilyValues:
+        _check_values(values, lambda v: v > 0, "must be > 0")
+        return values
 
 
 class RmtOverride(_Frozen):
@@ -128,6 +130,13 @@ class CleanRun(_Frozen):
     paired_drift: float | None
     spectral_max_abs_z: dict[str, float]
     rmt_delta: dict[str, float | None]
+    # Added later: empty/None in presets written before these existed.
+    spectral_max_log_ratio: dict[str, float] = {}
+    spectral_caps: int | None = None
+    rmt_max_module_delta: float | None = None
+    variance_proposals: int | None = None
+    variance_max_deviation: float | None = None
+    variance_would_enable: bool | None = None
 
 
 class SkippedSpec(_Frozen):
@@ -205,6 +214,7 @@ def _clean_run(spec: str, report: EvaluationReport) -> CleanRun:
     by_name = {g.name: g for g in report.guards.results}
     spectral = by_name["spectral"].details.get("families", {}) if "spectral" in by_name else {}
     rmt = by_name["rmt"].details.get("families", {}) if "rmt" in by_name else {}
+    measured = {name: g.measured for name, g in by_name.items()}
     return CleanRun(
         spec=spec,
         resolved=report.edit.spec,
@@ -214,7 +224,21 @@ def _clean_run(spec: str, report: EvaluationReport) -> CleanRun:
         paired_drift=report.drift.paired,
         spectral_max_abs_z={f: float(v["max_abs_z"]) for f, v in sorted(spectral.items())},
         rmt_delta={f: v.get("delta") for f, v in sorted(rmt.items())},
+        spectral_max_log_ratio={
+            f: float(v.get("max_log_ratio", 0.0)) for f, v in sorted(spectral.items())
+        },
+        spectral_caps=_int(measured.get("spectral", {}).get("caps")),
+        rmt_max_module_delta=measured.get("rmt", {}).get("max_module_delta"),
+        variance_proposals=_int(measured.get("variance", {}).get("proposed_scales")),
+        variance_max_deviation=measured.get("variance", {}).get("max_scale_deviation"),
+        variance_would_enable=(
+            bool(measured["variance"].get("would_enable")) if "variance" in measured else None
+        ),
     )
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _overrides(
@@ -232,11 +256,18 @@ def _overrides(
     evidence = {f for run in clean for f, z in run.spectral_max_abs_z.items() if z > 0}
     for fam in evidence:
         kappa[fam] = null.kappa.get(fam, KAPPA_FLOOR)
+    # The per-matrix |log sigma ratio| bound follows the same rule as kappa.
+    log_ratio: dict[str, float] = {str(f): v for f, v in tier.guards.spectral.max_log_ratio.items()}
+    for fam in evidence:
+        log_ratio[fam] = null.max_log_ratio.get(fam, LOG_RATIO_FLOOR)
     epsilon = dict(null.epsilon)
     for run in clean:
         for fam, z in run.spectral_max_abs_z.items():
             if fam in evidence:
                 kappa[fam] = max(kappa[fam], round(z * grow, 3))
+        for fam, ratio in run.spectral_max_log_ratio.items():
+            if fam in evidence:
+                log_ratio[fam] = max(log_ratio[fam], round(ratio * grow, 4))
         for fam, d in run.rmt_delta.items():
             if d is not None:
                 epsilon[fam] = max(epsilon.get(fam, EPSILON_FLOOR), round(d * grow, 4))
@@ -251,7 +282,7 @@ def _overrides(
     return Overrides(
         drift_band=band,
         guards=GuardOverrides(
-            spectral=SpectralOverride(kappa=_families(kappa)),
+            spectral=SpectralOverride(kappa=_families(kappa), max_log_ratio=_families(log_ratio)),
             rmt=RmtOverride(epsilon=_families(epsilon)),
             variance=VarianceOverride(min_effect=round(max(q95, MIN_EFFECT_FLOOR), 6)),
         ),

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from editproof.evaluation import Evaluator
 
 app = typer.Typer(
-    help="Calibrate guard thresholds on a model: null sweep and per-model presets.",
+    help="Calibrate guard thresholds on a model: null sweep, per-model presets, probe strengths.",
     no_args_is_help=True,
 )
 
@@ -65,7 +65,7 @@ def null_sweep_cmd(
         progress=_o.progress(quiet),
     )
     rec = result.recommendations
-    _table(rec.kappa, rec.epsilon)
+    _table(rec.kappa, rec.epsilon, rec.max_log_ratio)
     typer.echo(
         f"alpha    {rec.alpha:g} ({rec.alpha_method}, {rec.alpha_halvings} halving(s); "
         f"null warning rate {rec.any_warning_rate:.3g} -> {rec.warning_rate_after:.3g})"
@@ -144,13 +144,80 @@ def preset_cmd(
         progress=_o.progress(quiet),
     )
     guards = preset.overrides.guards
-    _table(guards.spectral.kappa, guards.rmt.epsilon)
+    _table(guards.spectral.kappa, guards.rmt.epsilon, guards.spectral.max_log_ratio)
     band = preset.overrides.drift_band
     typer.echo(f"drift    {f'[{band[0]:g}, {band[1]:g}]' if band else 'tier band kept'}")
     typer.echo(f"min_eff  {guards.variance.min_effect:g}")
     for skip in preset.evidence.skipped:
         typer.echo(f"skipped  {skip.spec}: {skip.reason}")
     _wrote(write_preset(preset, out))
+
+
+@app.command("probes")
+def probes_cmd(
+    baseline: str = _o.BASELINE,
+    probes: list[str] | None = typer.Option(
+        None,
+        "--probe",
+        help="rmt_norm_noise, spectral_moderate_scale or ve_mlp_scale_skew (repeat the "
+        "option for several) [all three].",
+    ),
+    out: Path = typer.Option(
+        Path("tuned_edit_params.json"),
+        "--out",
+        help="Tuned params file to create or update (its 'probes' section).",
+    ),
+    model_id: str | None = typer.Option(
+        None, "--model-id", help="Key under 'probes' [hub id, 'demo', or the directory name]."
+    ),
+    tier: str = _o.TIER,
+    provider: str = _o.PROVIDER,
+    data: str | None = _o.DATA,
+    field: str = _o.FIELD,
+    dataset: str | None = _o.DATASET,
+    dataset_config: str | None = _o.DATASET_CONFIG,
+    split: str = _o.SPLIT,
+    seq_len: int | None = _o.SEQ_LEN,
+    windows: str = _o.WINDOWS,
+    batch_size: int = _o.BATCH_SIZE,
+    device: str = _o.DEVICE,
+    dtype: str = _o.DTYPE,
+    net: int = _o.NET,
+    seed: int = _o.SEED,
+    relax_token_floor: bool | None = _o.RELAX,
+    quiet: bool = _o.QUIET,
+) -> None:
+    """Find, per probe, a strength that stays subtle while its own guard signals."""
+    from editproof.calibration.probes import PROBES, calibrate_probe, merge_probes
+    from editproof.edits import TunedParams, load_tuned, save_tuned
+    from editproof.evaluation import Evaluator, check_config, model_key
+    from editproof.lm import parse_source
+
+    chosen = list(probes or PROBES)
+    unknown = [p for p in chosen if p not in PROBES]
+    if unknown:
+        raise UsageError(f"unknown probe '{unknown[0]}': choose from {', '.join(PROBES)}")
+    if not out.parent.is_dir():
+        raise OutputError(f"cannot write {out}: no such directory")
+    existing = load_tuned(out) if out.exists() else TunedParams()
+    config = _o.evaluation_config(
+        edit="noop", tuned_params=None, preset=None, tier_patch=None, **_eval_args(locals())
+    )
+    check_config(config)
+    key = model_id or model_key(parse_source(baseline))
+    _o.quiet_libraries()
+    say = _o.progress(quiet)
+    evaluator = Evaluator(config, say)
+    results = []
+    for probe in chosen:
+        result = calibrate_probe(evaluator, probe, model_id=key, tuned=existing, progress=say)
+        results.append(result)
+        entry = result.entry
+        params = ", ".join(f"{k}={v}" for k, v in entry.params.items()) or "-"
+        typer.echo(f"{probe}: {entry.status} ({params}) — {entry.reason}")
+        # Save after every probe, so an interrupted run keeps what it already found.
+        save_tuned(out, merge_probes(existing, key, results))
+    typer.echo(f"wrote {out} (probes.{key})")
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -210,15 +277,18 @@ def _prepare(out: Path) -> None:
         raise OutputError(f"cannot create output directory '{out}': {exc.strerror}") from None
 
 
-def _table(kappa: dict[Any, float], epsilon: dict[Any, float]) -> None:
-    families = sorted({str(f) for f in (*kappa, *epsilon)})
-    typer.echo(f"{'family':<8} {'kappa':>7} {'epsilon':>8}")
+def _table(kappa: dict[Any, float], epsilon: dict[Any, float], log_ratio: dict[Any, float]) -> None:
+    families = sorted({str(f) for f in (*kappa, *epsilon, *log_ratio)})
+    typer.echo(f"{'family':<8} {'kappa':>7} {'epsilon':>8} {'max|log r|':>10}")
 
     def show(values: dict[Any, float], fam: str, fmt: str) -> str:
         return format(values[fam], fmt) if fam in values else "-"
 
     for fam in families:
-        typer.echo(f"{fam:<8} {show(kappa, fam, '.3f'):>7} {show(epsilon, fam, '.4f'):>8}")
+        typer.echo(
+            f"{fam:<8} {show(kappa, fam, '.3f'):>7} {show(epsilon, fam, '.4f'):>8} "
+            f"{show(log_ratio, fam, '.4f'):>10}"
+        )
 
 
 def _wrote(paths: list[Path]) -> None:

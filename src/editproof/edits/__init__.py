@@ -17,11 +17,13 @@ from editproof.edits.spec import (
     parse_spec,
 )
 from editproof.edits.tuned import (
+    ProbeEntry,
     TunedEntry,
     TunedParams,
     default_tuned,
     load_tuned,
     resolve_clean,
+    resolve_probe,
     save_tuned,
     shipped_tuned,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "AppliedEdit",
     "EditRecord",
     "EditSpec",
+    "ProbeEntry",
     "Scope",
     "Target",
     "TensorStat",
@@ -48,6 +51,7 @@ __all__ = [
     "parse_scope",
     "parse_spec",
     "resolve_clean",
+    "resolve_probe",
     "resolve_scope",
     "save_tuned",
     "shipped_tuned",

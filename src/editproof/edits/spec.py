@@ -99,7 +99,10 @@ class EditSpec:
     scope: Scope | None
     text: str
     clean: bool = False  # params still to come from the tuned params file
-    resolved_from: str | None = None  # the clean spec this one was resolved from
+    resolved_from: str | None = None  # the clean or probe spec this one was resolved from
+    # Probe params the spec set itself (``key=value``): a model's tuned probe strength
+    # fills in only the others (:func:`editproof.edits.tuned.resolve_probe`).
+    explicit: frozenset[str] = frozenset()
 
     @property
     def kind(self) -> Kind:
@@ -154,7 +157,8 @@ def parse_spec(text: str) -> EditSpec:
         return _parse_edit(edit_type, parts[1:], raw)
     if edit_type in PROBE_TYPES and len(parts) == 2:
         params = probe_params(edit_type, parts[1], raw)
-        return EditSpec(edit_type, MappingProxyType(params), None, raw)
+        keys = {item.partition("=")[0].strip() for item in parts[1].split(",") if item.strip()}
+        return EditSpec(edit_type, MappingProxyType(params), None, raw, explicit=frozenset(keys))
     if len(parts) > 1:
         takes = "key=value overrides" if edit_type in PROBE_TYPES else "no parameters"
         raise UsageError(f"'{edit_type}' takes {takes}, got spec '{raw}'")
@@ -232,6 +236,38 @@ def probe_params(edit_type: str, text: str, raw: str) -> dict[str, ParamValue]:
         except UsageError as exc:
             raise UsageError(f"bad override in spec '{raw}': {exc.message}") from None
     return params
+
+
+def validate_probe_params(edit_type: str, raw: Mapping[str, object]) -> dict[str, ParamValue]:
+    """Check probe params given as JSON values (a tuned entry): known keys, the default's type."""
+    defaults = PROBE_DEFAULTS[edit_type]
+    out: dict[str, ParamValue] = {}
+    for key, value in raw.items():
+        if key not in defaults:
+            raise UsageError(
+                f"'{key}' is not a parameter of {edit_type}{suggest(key, tuple(defaults))}; "
+                f"valid keys: {', '.join(defaults)}"
+            )
+        coerced = _json_value(defaults[key], value)
+        if coerced is None:
+            kind = type(defaults[key]).__name__
+            raise UsageError(f"{key} must be a {kind}, got {value!r}")
+        _check_probe_value(key, coerced)
+        out[key] = coerced
+    return out
+
+
+def _json_value(default: ParamValue, value: object) -> ParamValue | None:
+    """``value`` as the default's type (an int is fine for a float), else None."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(default, int):
+        return value if isinstance(value, int) else None
+    if isinstance(default, float):
+        return float(value) if isinstance(value, int | float) else None
+    return value if isinstance(value, str) else None
 
 
 def _coerce(default: ParamValue, value: str, key: str) -> ParamValue:

@@ -4,6 +4,10 @@ A clean spec such as ``quant_rtn:clean:ffn`` is resolved from the model's own en
 from ``defaults``. An entry may carry a ``scope`` that refines the spec's scope (same family,
 e.g. ``ffn@layer=last`` for ``lowrank_svd:clean:ffn``); ``last`` becomes a concrete layer once
 the model's layer count is known.
+
+``probes`` holds each model's calibrated probe strengths (``editproof calibrate probes``):
+:func:`resolve_probe` fills every probe parameter the spec did not set itself. The section
+is optional, so files written before it existed still load (same format and version).
 """
 
 from __future__ import annotations
@@ -17,13 +21,20 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, JsonValue, PrivateAttr, ValidationError, model_validator
 
 from editproof.edits.scope import Scope, parse_scope
-from editproof.edits.spec import EditSpec, ParamValue, format_spec, validate_params
+from editproof.edits.spec import (
+    EditSpec,
+    ParamValue,
+    format_spec,
+    validate_params,
+    validate_probe_params,
+)
 from editproof.errors import InvalidInputError, NotFoundError, OutputError, UsageError
 from editproof.fileio import atomic_write_text
 
 FORMAT = "editproof.tuned-edit-params"
 FILE_NAME = "tuned_edit_params.json"
 EditType = Literal["quant_rtn", "fp8_quant", "magnitude_prune", "lowrank_svd"]
+ProbeType = Literal["rmt_norm_noise", "spectral_moderate_scale", "ve_mlp_scale_skew"]
 
 
 class TunedEntry(BaseModel):
@@ -37,6 +48,21 @@ class TunedEntry(BaseModel):
     evidence: dict[str, JsonValue] | None = None
 
 
+class ProbeEntry(BaseModel):
+    """A probe's calibrated strength on one model: the params it overrides, and why.
+
+    ``selected``: ``params`` fill what a spec leaves unset. ``skipped``: no strength met the
+    requirements; the spec keeps its defaults and ``reason``/``evidence`` say what was tried.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: Literal["selected", "skipped"]
+    params: dict[str, bool | int | float | str] = {}
+    reason: str
+    evidence: dict[str, JsonValue] | None = None
+
+
 class TunedParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -44,6 +70,8 @@ class TunedParams(BaseModel):
     schema_version: Literal[1] = 1
     defaults: dict[EditType, TunedEntry] = {}
     models: dict[str, dict[EditType, TunedEntry]] = {}
+    # model id -> probe type -> calibrated strength (optional: older files have none).
+    probes: dict[str, dict[ProbeType, ProbeEntry]] = {}
     _source: str = PrivateAttr(default="built-in tuned defaults")
 
     @property
@@ -62,6 +90,13 @@ class TunedParams(BaseModel):
                     entry_params(edit_type, entry)
                 except UsageError as exc:
                     raise ValueError(f"{path}.params: {exc.message}") from None
+        for model_id, per_probe in self.probes.items():
+            for probe_type, probe in per_probe.items():
+                try:
+                    validate_probe_params(probe_type, probe.params)
+                except UsageError as exc:
+                    path = f"probes.{model_id}.{probe_type}.params"
+                    raise ValueError(f"{path}: {exc.message}") from None
         return self
 
 
@@ -186,3 +221,33 @@ def resolve_clean(
         scope = scope.with_layer_count(n_layers)
     text = format_spec(spec.type, params, scope)
     return EditSpec(spec.type, MappingProxyType(params), scope, text, resolved_from=spec.text)
+
+
+def resolve_probe(spec: EditSpec, model_id: str, tuned: TunedParams) -> EditSpec:
+    """``spec`` with ``model_id``'s calibrated probe strength filled in.
+
+    Parameters the spec set itself (``key=value``) win; the model's ``selected`` entry fills
+    the others. Without such an entry (or for a non-probe spec) ``spec`` comes back as it is,
+    so a bare probe keeps the reference defaults.
+    """
+    if spec.kind != "probe":
+        return spec
+    entry = tuned.probes.get(model_id, {}).get(spec.type)  # type: ignore[call-overload]
+    if entry is None or entry.status != "selected":
+        return spec
+    try:
+        tuned_values = validate_probe_params(spec.type, entry.params)
+    except UsageError as exc:  # only reachable for entries built without validation
+        raise InvalidInputError(f"{tuned.source}: {spec.type}: {exc.message}") from None
+    params = dict(spec.params)
+    params.update({k: v for k, v in tuned_values.items() if k not in spec.explicit})
+    if params == dict(spec.params):
+        return spec
+    return EditSpec(
+        spec.type,
+        MappingProxyType(params),
+        None,
+        format_spec(spec.type, params, None),
+        resolved_from=spec.text,
+        explicit=spec.explicit | frozenset(tuned_values),
+    )

@@ -16,7 +16,9 @@ from typing import Any
 
 from editproof.data.windows import token_hash
 from editproof.errors import InvalidInputError
+from editproof.guards.base import MeasureContext, Signature, contract_digest
 from editproof.lm.anatomy import decoder_layers, family_of
+from editproof.lm.numerics import flush_denormals
 
 # A hook sees the branch's first output tensor [B, T, d] and the batch's token mask [B, T].
 TensorHook = Callable[["Branch", Any, Any], None]
@@ -88,6 +90,21 @@ def pick_evenly(n: int, k: int) -> list[int]:
     if k == 1:
         return [0]
     return [math.floor(i * (n - 1) / (k - 1) + 0.5) for i in range(k)]
+
+
+def unchanged_baseline(
+    ctx: MeasureContext, name: str, contract: dict[str, Any]
+) -> Signature | None:
+    """The baseline's signature when the subject is bit-identical to the baseline.
+
+    That is an in-memory edit that touched no parameter (``noop``): same weights, same
+    windows, same seeds, so a forward pass would reproduce the baseline's activations
+    exactly. Only for the same contract, as the spectral guard's reuse of untouched tensors.
+    """
+    base = (ctx.baseline or {}).get(name)
+    if ctx.touched is None or ctx.touched or base is None:
+        return None
+    return base if contract_digest(contract) == base.contract_digest else None
 
 
 def window_hashes(windows: Sequence[Sequence[int]]) -> list[str]:
@@ -163,7 +180,7 @@ def run_windows(
     body = getattr(model, "base_model", None)
     body = body if body is not None and body is not model else model
     dev = torch.device(device)
-    with torch.inference_mode():
+    with torch.inference_mode(), flush_denormals(device):
         for start in range(0, len(windows), max(1, batch_size)):
             chunk = windows[start : start + max(1, batch_size)]
             longest = max(len(w) for w in chunk)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from editproof.fileio import canonical_digest
+from editproof.measure.nll import WindowNLL
 from editproof.report.model import GuardResult, GuardStatus
 
 
@@ -58,6 +59,10 @@ class MeasureContext(BaseModel):
     # the baseline's numbers for every untouched tensor, which are bit-identical.
     touched: frozenset[str] | None = None
     baseline: dict[str, Signature] | None = None
+    # Set by the evaluator while judging: the live subject's per-window NLL on ``windows``
+    # (same order), already measured for the primary metric. The variance A/B test reads
+    # its unscaled arm from it instead of running the same forward passes again.
+    subject_nll: WindowNLL | None = None
 
 
 class Guard(Protocol):

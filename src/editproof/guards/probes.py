@@ -40,7 +40,9 @@ def ve_probe(base_sig: Signature, subj_sig: Signature, result: GuardResult) -> d
     subj: dict[str, dict[str, Any]] = subj_sig.data.get("branches", {})
     branches = []
     for name, info in base_sig.data.get("branches", {}).items():
-        vb, vs = info["mean_sq"], subj.get(name, {}).get("mean_sq")
+        # The statistic the proposals come from (older signatures only had mean_sq).
+        key = "median_sq" if "median_sq" in info else "mean_sq"
+        vb, vs = info[key], subj.get(name, {}).get(key)
         ratio = vs / vb if vb and vs is not None else None
         branches.append(
             {

@@ -26,6 +26,7 @@ from editproof.guards._branches import (
     pick_evenly,
     residual_branches,
     run_windows,
+    unchanged_baseline,
     window_hashes,
 )
 from editproof.guards.base import MeasureContext, Signature, contract_mismatch
@@ -74,6 +75,8 @@ def window_edge_risk(act: Any, mask: Any, iters: int, seed: int) -> tuple[Any, A
 
     Each window is standardized with its own global scalar mean/std over its valid tokens;
     padded rows are zeroed, which leaves the singular values of the valid rows unchanged.
+    On the CPU, for windows short enough, the same power iteration runs in token space
+    (:func:`_gram_top_singular`): identical iterates, a fraction of the time.
     """
     import torch
 
@@ -82,7 +85,14 @@ def window_edge_risk(act: Any, mask: Any, iters: int, seed: int) -> tuple[Any, A
     d = a.shape[-1]
     tokens = mask.sum(dim=1).to(torch.float32)
     count = (tokens * d).clamp(min=1)
-    mean = (a * m).sum(dim=(1, 2)) / count
+    full = bool(mask.all())
+    mean = (a if full else a * m).sum(dim=(1, 2)) / count
+    if a.device.type == "cpu" and a.shape[1] <= _GRAM_MAX_FACTOR * (2 * iters + 1):
+        centred = a - mean[:, None, None]
+        if not full:
+            centred = centred * m
+        sigma = _gram_top_singular(centred, count, iters, seed)
+        return sigma / (tokens.sqrt() + math.sqrt(d)), tokens
     var = ((a * a) * m).sum(dim=(1, 2)) / count - mean * mean
     std = var.clamp(min=0).sqrt()
     # A constant window has no spread: its standardized matrix is zero, risk 0.
@@ -90,6 +100,40 @@ def window_edge_risk(act: Any, mask: Any, iters: int, seed: int) -> tuple[Any, A
     z = (a - mean[:, None, None]) * inv[:, None, None] * m
     sigma = batched_top_singular(z, iters, seed)
     return sigma / (tokens.sqrt() + math.sqrt(d)), tokens
+
+
+# Token-space iteration when T <= this x (2 iters + 1): the Gram matrix costs T/(2 iters + 1)
+# times the power iteration's flops, but as one GEMM it runs far faster than matrix-vector
+# products on a CPU (demo machine, 8 windows, d = 576 / 1536: 2.9x / 3.1x faster at T = 128,
+# 2.9x / 3.3x at T = 256, 1.3x / 1.3x at T = 512).
+_GRAM_MAX_FACTOR = 25
+
+
+def _gram_top_singular(centred: Any, count: Any, iters: int, seed: int) -> Any:
+    """:func:`batched_top_singular` of the standardized ``centred`` / std, in token space.
+
+    With G = Z Zᵀ (T x T) and u_i = Z v_(i-1), the iteration v_i = Zᵀ u_i / |Zᵀ u_i| gives
+    u_(i+1) = G u_i / sqrt(u_iᵀ G u_i), and sigma_hat = |Z v_iters| = |u_(iters+1)|: the same
+    iterates from the same start vector, without a single product with the T x d matrix
+    inside the loop. Standardization is folded into G as 1/std².
+    """
+    import torch
+
+    d = centred.shape[-1]
+    gram = torch.bmm(centred, centred.transpose(1, 2))
+    var = torch.diagonal(gram, dim1=1, dim2=2).sum(dim=-1) / count
+    std = var.clamp(min=0).sqrt()
+    inv = torch.where(std > 0, 1.0 / std.clamp(min=1e-30), torch.zeros_like(std))
+    gen = torch.Generator().manual_seed(seed)
+    v0 = torch.randn(d, generator=gen, dtype=torch.float32)
+    v0 = v0 / torch.linalg.vector_norm(v0)
+    u = torch.matmul(centred, v0).unsqueeze(-1) * inv[:, None, None]
+    gram = gram * (inv * inv)[:, None, None]
+    for _ in range(iters):
+        w = torch.bmm(gram, u)
+        norm = (u * w).sum(dim=(1, 2), keepdim=True).clamp(min=0).sqrt()
+        u = w / norm.clamp(min=1e-30)
+    return torch.linalg.vector_norm(u, dim=(1, 2))
 
 
 class RmtGuard:
@@ -102,6 +146,10 @@ class RmtGuard:
         pol = _policy(policy)
         indices = pick_evenly(len(ctx.windows), pol.windows)
         sample = [list(ctx.windows[i]) for i in indices]
+        contract = _contract(pol, ctx.seed, len(ctx.windows), indices, sample)
+        same = unchanged_baseline(ctx, self.name, contract)
+        if same is not None:
+            return same.model_copy(update={"seconds": time.perf_counter() - started})
         branches = residual_branches(model)
         branches += expansion_projections(branches)
         emb = embedding_branch(model)
@@ -145,24 +193,6 @@ class RmtGuard:
             # max() would drop NaN; a non-finite module must poison its family instead.
             prev = families.get(b.family, -math.inf)
             families[b.family] = risk if not math.isfinite(risk) else max(prev, risk)
-        contract = {
-            "statistic": "edge_risk = sigma_max(standardized A) / (sqrt(T) + sqrt(d))",
-            "estimator": {
-                "type": "power_iter",
-                "iters": pol.power_iters,
-                "init": "randn",
-                "matvec_dtype": "bfloat16 on CUDA, float32 on CPU",
-            },
-            "seed": ctx.seed,
-            "standardize": "global scalar mean/std per window",
-            "aggregate": "token-weighted mean over windows per module; max per family",
-            "sampling": {
-                "policy": "evenly_spaced",
-                "of": len(ctx.windows),
-                "indices": indices,
-                "token_hashes": window_hashes(sample),
-            },
-        }
         data = {
             "families": {f: _json_float(v) for f, v in families.items()},
             "modules": modules,
@@ -248,6 +278,29 @@ class RmtGuard:
                 "tokens": subject.data.get("tokens"),
             },
         )
+
+
+def _contract(
+    pol: RmtPolicy, seed: int, n_windows: int, indices: list[int], sample: list[list[int]]
+) -> dict[str, Any]:
+    return {
+        "statistic": "edge_risk = sigma_max(standardized A) / (sqrt(T) + sqrt(d))",
+        "estimator": {
+            "type": "power_iter",
+            "iters": pol.power_iters,
+            "init": "randn",
+            "matvec_dtype": "bfloat16 on CUDA, float32 on CPU",
+        },
+        "seed": seed,
+        "standardize": "global scalar mean/std per window",
+        "aggregate": "token-weighted mean over windows per module; max per family",
+        "sampling": {
+            "policy": "evenly_spaced",
+            "of": n_windows,
+            "indices": indices,
+            "token_hashes": window_hashes(sample),
+        },
+    }
 
 
 def module_deltas(baseline: Signature, subject: Signature) -> list[dict[str, Any]]:

@@ -1,33 +1,29 @@
 """Spectral guard: per-matrix sigma_max of the subject against the same matrix's baseline value.
 
 Each distinct 2-D weight (and each slice of a fused 3-D expert stack) gets sigma_max by a
-fixed-budget power iteration, its Frobenius norm (for the stable rank) and a norm-collapse
-statistic (smallest row/column norm over the median). ``compare`` scores every matrix as
-``z = (sigma_subj - sigma_base) / sd_family``, where the spread is that of the *baseline's*
-matrices of the family: a change is judged against how much sigma varies across comparable
-matrices. Budgeted z caps go through family-level multiple testing; sigma ratios, stable
-rank and norm collapse are hard per-matrix bounds.
+few Lanczos steps (``_spectral_measure``), its Frobenius norm (for the stable rank) and a
+norm-collapse statistic (smallest row/column norm over the median). ``compare`` judges every
+matrix two ways: against its family, ``z = (sigma_subj - sigma_base) / sd_family`` (the
+spread of the *baseline's* matrices of the family), through family-level multiple testing;
+and against itself, ``d = |log(sigma_subj / sigma_base)|`` over a per-family bound, which
+catches one matrix scaled by 1.4 even where the family spread is wide. Both kinds of flag
+count as caps (warn; fail beyond ``max_caps``); sigma ratios, stable rank and norm collapse
+are hard per-matrix bounds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from editproof.guards.base import MeasureContext, Signature, contract_digest, contract_mismatch
-from editproof.lm.anatomy import family_of
+from editproof.guards._spectral_measure import ESTIMATOR, compute_dtype, measure_all, reusable
+from editproof.guards.base import MeasureContext, Signature, contract_mismatch
 from editproof.policy.guards import SpectralPolicy
 from editproof.report.model import GuardResult, GuardStatus
 
-if TYPE_CHECKING:
-    import torch
-
-# fp32 scratch per power-iteration batch (elements): bounds memory on big expert stacks.
-_BATCH_ELEMENTS = 1 << 28
 _TINY = 1e-30
 # Relative-change scale that stands in for sd when a family's baseline spread is zero.
 _REL_SCALE = 0.1
@@ -46,9 +42,10 @@ class _Row:
     stable_rank: float
     norm_collapse: float
 
-
-# Weight dtypes whose matvecs run natively on CUDA (fp32 accumulation).
-_NATIVE = frozenset({"torch.bfloat16", "torch.float16"})
+    @property
+    def log_ratio(self) -> float:
+        """d = |log(sigma_subj / sigma_base)|: the matrix against its own baseline."""
+        return abs(math.log(self.ratio))
 
 
 class SpectralGuard:
@@ -58,14 +55,13 @@ class SpectralGuard:
         start = time.perf_counter()
         iters = SpectralPolicy.model_validate(policy).power_iters
         contract = {
-            "estimator": "power_iteration",
+            **ESTIMATOR,
             "iters": iters,
             "seed": ctx.seed,
-            "dtype": _compute_dtype(model),
-            "version": 1,
+            "dtype": compute_dtype(model),
         }
-        reuse = _reusable(ctx, self.name, contract)
-        matrices = _measure_all(model, iters, ctx.seed, reuse)
+        reuse = reusable(ctx, self.name, contract)
+        matrices = measure_all(model, iters, ctx.seed, reuse)
         return Signature(
             guard=self.name,
             contract=contract,
@@ -107,7 +103,11 @@ class SpectralGuard:
         candidates = [r for r in rows if abs(r.z) > kappa[r.family]]
         m = len(kappa)  # families with at least one compared matrix
         selected, fam_p = _select(candidates, m, pol)
-        caps = [r for r in candidates if r.family in selected]
+        z_caps = [r for r in candidates if r.family in selected]
+        bound = {f: _log_bound(pol, f) for f in kappa}
+        flagged = [r for r in rows if r.log_ratio > bound[r.family]]
+        in_z = {r.name for r in z_caps}
+        caps = z_caps + [r for r in flagged if r.name not in in_z]
 
         ratios = [max(r.ratio, 1 / r.ratio) for r in rows]
         too_far = [r for r, x in zip(rows, ratios, strict=True) if x > pol.max_sigma_ratio]
@@ -117,7 +117,12 @@ class SpectralGuard:
             violations.append(f"caps: {len(caps)} > max_caps {pol.max_caps}")
         violations += _listed(
             f"z_cap: {r.name} z={r.z:+.2f} beyond kappa {kappa[r.family]:g} ({r.family})"
-            for r in caps
+            for r in z_caps
+        )
+        violations += _listed(
+            f"log_ratio: {r.name} |log sigma ratio| {r.log_ratio:.4f} beyond "
+            f"{bound[r.family]:g} ({r.family})"
+            for r in flagged
         )
         violations += _listed(f"non_finite: {n} sigma not finite" for n in non_finite)
         violations += _listed(
@@ -136,7 +141,10 @@ class SpectralGuard:
         measured = {
             "caps": len(caps),
             "candidates": len(candidates),
+            "z_caps": len(z_caps),
+            "log_ratio_flags": len(flagged),
             "max_abs_z": max((abs(r.z) for r in rows), default=0.0),
+            "max_log_ratio": max((r.log_ratio for r in rows), default=0.0),
             "max_sigma_ratio": max(ratios, default=1.0),
             "min_stable_rank_ratio": min((r.stable_rank for r in rows), default=1.0),
             "min_norm_collapse_ratio": min((r.norm_collapse for r in rows), default=1.0),
@@ -148,6 +156,7 @@ class SpectralGuard:
         thresholds = {
             "max_caps": float(pol.max_caps),
             **{f"kappa_{f}": float(v) for f, v in sorted(pol.kappa.items())},
+            **{f"max_log_ratio_{f}": float(v) for f, v in sorted(pol.max_log_ratio.items())},
             "max_sigma_ratio": pol.max_sigma_ratio,
             "stable_rank_fail": pol.stable_rank_fail,
             "stable_rank_warn": pol.stable_rank_warn,
@@ -156,6 +165,7 @@ class SpectralGuard:
             "alpha": pol.alpha,
         }
         top = sorted(rows, key=lambda r: (-abs(r.z), r.name))[:_TOP]
+        top_d = sorted(rows, key=lambda r: (-r.log_ratio, r.name))[:_TOP]
         families = {
             f: {
                 "count": len(by_family.get(f, [])),
@@ -163,6 +173,9 @@ class SpectralGuard:
                 "sd_zero": sd.get(f, 0.0) == 0.0,
                 "kappa": k,
                 "max_abs_z": max((abs(r.z) for r in rows if r.family == f), default=0.0),
+                "max_log_ratio_bound": bound[f],
+                "max_log_ratio": max((r.log_ratio for r in rows if r.family == f), default=0.0),
+                "log_ratio_flags": sum(r.family == f for r in flagged),
                 "caps": sum(r.family == f for r in caps),
                 "p_min": fam_p.get(f),
             }
@@ -171,6 +184,9 @@ class SpectralGuard:
         details = {
             "top_z": [
                 {"name": r.name, "family": r.family, "z": r.z, "sigma_ratio": r.ratio} for r in top
+            ],
+            "top_log_ratio": [
+                {"name": r.name, "family": r.family, "log_ratio": r.log_ratio} for r in top_d
             ],
             "families": families,
             "selected_families": sorted(selected),
@@ -237,6 +253,13 @@ def _kappa(pol: SpectralPolicy, family: str) -> float:
     return values.get(family, min(values.values(), default=3.0))
 
 
+def _log_bound(pol: SpectralPolicy, family: str) -> float:
+    """The family's bound on |log sigma ratio|; inf (no check) when the policy names none."""
+    values: dict[str, float] = {str(k): v for k, v in pol.max_log_ratio.items()}
+    # Like kappa: a family the policy leaves out gets the strictest bound it names.
+    return values.get(family, min(values.values(), default=math.inf))
+
+
 def _select(
     candidates: list[_Row], m: int, pol: SpectralPolicy
 ) -> tuple[set[str], dict[str, float]]:
@@ -258,177 +281,3 @@ def _listed(lines: Any) -> list[str]:
     if len(items) > _LIST_MAX:
         return [*items[:_LIST_MAX], f"... and {len(items) - _LIST_MAX} more"]
     return items
-
-
-# --- measurement ----------------------------------------------------------------------------
-
-
-def _seed(seed: int, name: str) -> int:
-    # Derived from the name, not the visiting order, so results ignore module order.
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
-
-
-@dataclass(frozen=True)
-class _Stack:
-    """One float weight as ``[E, rows, cols]`` (2-D weights get E = 1), labelled per slice."""
-
-    family: str
-    labels: list[str]
-    tensor: torch.Tensor
-    param: str
-
-
-def _stacks(model: Any) -> list[_Stack]:
-    """Distinct 2-D weights and 3-D expert stacks, model order.
-
-    ``named_parameters`` yields a tied tensor once (under its first name), so a tied lm_head
-    is not measured twice.
-    """
-    out = []
-    for name, param in model.named_parameters():
-        if not param.is_floating_point() or param.device.type == "meta":
-            continue
-        if param.ndim == 2:
-            out.append(_Stack(family_of(name), [name], param.detach().unsqueeze(0), name))
-        elif param.ndim == 3:
-            labels = [f"{name}[{e}]" for e in range(param.shape[0])]
-            out.append(_Stack(family_of(name), labels, param.detach(), name))
-    return out
-
-
-def _compute_dtype(model: Any) -> str:
-    """The dtype the matvecs run in (part of the contract): bf16/fp16 on CUDA, else fp32."""
-
-    param = next(model.parameters(), None)
-    if param is not None and param.device.type == "cuda" and str(param.dtype) in _NATIVE:
-        return str(param.dtype).removeprefix("torch.")
-    return "float32"
-
-
-def _reusable(
-    ctx: MeasureContext, name: str, contract: dict[str, Any]
-) -> tuple[frozenset[str], dict[str, dict[str, Any]]] | None:
-    """(touched params, baseline matrices) when untouched matrices may be copied over.
-
-    Only for the same contract: numbers measured another way must be measured again.
-    """
-    base = (ctx.baseline or {}).get(name)
-    if ctx.touched is None or base is None or contract_digest(contract) != base.contract_digest:
-        return None
-    return ctx.touched, base.data["matrices"]
-
-
-def _measure_all(
-    model: Any,
-    iters: int,
-    seed: int,
-    reuse: tuple[frozenset[str], dict[str, dict[str, Any]]] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """sigma_max, Frobenius norm and norm collapse of every matrix, one sync per device.
-
-    Start vectors are drawn on the CPU (so they do not depend on the device) and copied once
-    per device: a pageable host-to-device copy per matrix would sync each time. Results stay
-    on the device until one ``tolist`` at the end.
-    """
-    import torch
-
-    stacks = _stacks(model)
-    copied: dict[str, dict[str, Any]] = {}
-    if reuse is not None:
-        # Untouched weights are bit-identical to the baseline's: their numbers carry over.
-        touched, base = reuse
-        keep = []
-        for st in stacks:
-            if st.param in touched or not all(lb in base for lb in st.labels):
-                keep.append(st)
-            else:
-                copied.update({lb: base[lb] for lb in st.labels})
-        stacks = keep
-    # Same-shaped matrices (all q_proj, all gate_proj, expert slices...) run as one batched
-    # power iteration: ~30 batches instead of ~300 matrices, so kernel launches stop
-    # dominating a memory-bound loop. Chunks bound the stacked copy to _BATCH_ELEMENTS.
-    groups: dict[tuple[Any, ...], list[tuple[str, str, torch.Tensor]]] = {}
-    for st in stacks:
-        t = st.tensor
-        key = (t.device, t.dtype, t.shape[1], t.shape[2])
-        groups.setdefault(key, []).extend((lb, st.family, t[e]) for e, lb in enumerate(st.labels))
-    chunks: list[list[tuple[str, str, torch.Tensor]]] = []
-    for (_, _, rows, cols), items in groups.items():
-        step = max(1, _BATCH_ELEMENTS // max(1, rows * cols))
-        chunks += [items[i : i + step] for i in range(0, len(items), step)]
-    vectors = [
-        torch.randn(w.shape[1], generator=torch.Generator().manual_seed(_seed(seed, lb)))
-        for chunk in chunks
-        for lb, _, w in chunk
-    ]
-    starts = torch.cat(vectors) if vectors else torch.zeros(0)
-    on_device: dict[torch.device, torch.Tensor] = {}
-    results: dict[torch.device, tuple[list[str], list[torch.Tensor]]] = {}
-    family = {lb: fam for chunk in chunks for lb, fam, _ in chunk}
-    offset = 0
-    with torch.no_grad():
-        for chunk in chunks:
-            first = chunk[0][2]
-            cols = first.shape[1]
-            if first.device not in on_device:
-                on_device[first.device] = starts.to(first.device)
-            v0 = on_device[first.device][offset : offset + len(chunk) * cols]
-            offset += len(chunk) * cols
-            w = first.unsqueeze(0) if len(chunk) == 1 else torch.stack([m for _, _, m in chunk])
-            if str(w.dtype) not in _NATIVE or w.device.type != "cuda":
-                w = w.float()  # CPU half-precision matmuls are slow and imprecise
-            names, found = results.setdefault(first.device, ([], []))
-            names += [lb for lb, _, _ in chunk]
-            found.append(_matrix_stats(w, v0.view(len(chunk), cols, 1), iters))
-
-    out: dict[str, dict[str, Any]] = dict(copied)
-    for names, found in results.values():
-        for name, (sigma, frob, collapse) in zip(names, torch.cat(found).tolist(), strict=True):
-            out[name] = _record(family[name], sigma, frob, collapse)
-    return out
-
-
-def _matrix_stats(w: torch.Tensor, v: torch.Tensor, iters: int) -> torch.Tensor:
-    """``[E, 3]``: sigma_max (power iteration on W^T W), Frobenius norm, norm collapse."""
-    import torch
-
-    # Matvecs run in the weight's own dtype (cuBLAS accumulates in fp32): power iteration is
-    # memory-bound, and an fp32 copy of every bf16 weight doubled its cost on a 7B model.
-    # Normalisation and the statistics are fp32.
-    def unit(x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        out: torch.Tensor = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(_TINY)
-        return out
-
-    f32 = torch.float32
-    v = unit(v).to(w.dtype)
-    wt = w.transpose(1, 2)
-    for _ in range(iters):
-        u = unit(torch.bmm(w, v)).to(w.dtype)
-        v = unit(torch.bmm(wt, u)).to(w.dtype)
-    sigma = torch.linalg.vector_norm(torch.bmm(w, v).float(), dim=(1, 2))
-    frob = torch.linalg.vector_norm(w, dim=(1, 2), dtype=f32)
-    collapse = torch.minimum(
-        _collapse(torch.linalg.vector_norm(w, dim=2, dtype=f32)),
-        _collapse(torch.linalg.vector_norm(w, dim=1, dtype=f32)),
-    )
-    return torch.stack([sigma, frob, collapse], dim=1)
-
-
-def _collapse(norms: torch.Tensor) -> torch.Tensor:
-    """min / median of each row of ``norms`` ([E, k]); 0 where the median is 0."""
-    import torch
-
-    median = norms.median(dim=1).values
-    low = norms.min(dim=1).values
-    return torch.where(median > 0, low / median.clamp_min(_TINY), torch.zeros_like(median))
-
-
-def _record(family: str, sigma: float, frob: float, collapse: float) -> dict[str, Any]:
-    """JSON-safe stats: a non-finite matrix gets None throughout (strict JSON has no NaN)."""
-    ok = all(math.isfinite(x) for x in (sigma, frob, collapse))
-    stable_rank = frob * frob / (sigma * sigma) if ok and sigma > 0 else 0.0
-    values = (sigma, frob, stable_rank, collapse)
-    keys = ("sigma", "frob", "stable_rank", "norm_collapse")
-    return {"family": family} | {k: v if ok else None for k, v in zip(keys, values, strict=True)}

@@ -124,10 +124,6 @@ def load_model(
             raise _load_error(source, net, exc, part="tokenizer") from None
     if not dev.startswith("cuda"):
         model.to(dev)
-        # Subnormal floats (below 1.2e-38) are flushed to zero on the CPU. A fault that
-        # drives activations to extreme scales otherwise fills them with subnormals and made
-        # each CPU forward pass up to 7x slower; healthy models never produce them.
-        torch.set_flush_denormal(True)
     model.eval()
     model.requires_grad_(False)
     revision = _resolved_commit(source) if source.kind == "hub" else None

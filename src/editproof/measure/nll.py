@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from editproof.errors import EvaluationError, InvalidInputError
+from editproof.lm.numerics import flush_denormals
 
 # Bytes of fp32 logits allowed per chunk: 256 MiB on CPU keeps caches calm; 1 GiB on a GPU
 # keeps the lm_head matmuls large and the kernel count low (128k-vocab models).
@@ -90,7 +91,7 @@ def measure_nll(
     retries = 0
     start = 0
     size = batch_size
-    with torch.inference_mode():
+    with torch.inference_mode(), flush_denormals(str(dev)):
         while start < len(windows):
             chunk = windows[start : start + size]
             try:

@@ -24,9 +24,14 @@ class InvariantsPolicy(_Frozen):
 
 
 class SpectralPolicy(_Frozen):
-    """sigma_max per 2-D weight; z = (sigma_subj - sigma_base) / (baseline family std)."""
+    """sigma_max per 2-D weight; z = (sigma_subj - sigma_base) / (baseline family std).
+
+    ``max_log_ratio`` bounds d = |log(sigma_subj / sigma_base)| per matrix (a flag counts as
+    a cap, so warn); empty turns that check off (policies written before it existed).
+    """
 
     kappa: FamilyValues
+    max_log_ratio: FamilyValues = Field(default_factory=dict)
     multiple_testing: Literal["bh", "bonferroni"] = "bh"
     alpha: float = Field(gt=0, lt=1)
     max_caps: int = Field(ge=0)
