@@ -111,6 +111,10 @@ def test_run_dir_layout_and_verdict(reference: Path) -> None:
     revs = json.loads((run / "state/model_revisions.json").read_text())
     assert len(next(iter(revs["models"].values()))["weight_sha256"]) == 64
     assert not list(run.rglob(".*.tmp*")) and not [p for p in run.rglob(".evaluation*")]
+    timings = json.loads((run / "state/timings.json").read_text())
+    assert set(timings["driver"]) == {"prepare", "execute", "verdict", "total"}
+    worker = next(iter(timings["workers"].values()))
+    assert worker["exit_code"] == 0 and worker["imports"] > 0 and worker["tasks"] > 0
     repeats = json.loads((run / "analysis/determinism_repeats.json").read_text())
     assert repeats["completed"] == 2 and repeats["scenario"] == "quant_4bit_clean"
     assert repeats["ratio"]["delta"] == 0.0 and repeats["numbers_match"] is True  # CPU

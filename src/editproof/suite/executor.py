@@ -163,7 +163,14 @@ class LocalExecutor:
         try:
             if visible:
                 os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible)
-            args = (str(self.run_dir), worker_id, model, slots[0].device, self.config.determinism)
+            args = (
+                str(self.run_dir),
+                worker_id,
+                model,
+                slots[0].device,
+                self.config.determinism,
+                time.time(),
+            )
             process = self._ctx.Process(
                 target=run_worker, args=args, name=f"editproof-worker-{worker_id}", daemon=False
             )

@@ -193,10 +193,14 @@ def write_timings(run_dir: Path, driver: dict[str, float]) -> None:
     for t in tasks:
         if t.seconds is not None:
             by_type[t.type] = by_type.get(t.type, 0.0) + t.seconds
+    workers: dict[str, Any] = {}
+    for path in sorted((run_dir / layout.LOGS / "workers").glob("*.timings.json")):
+        workers[path.name.removesuffix(".timings.json")] = json.loads(path.read_text("utf-8"))
     data = {
         "format": "editproof.suite-timings",
         "schema_version": 1,
         "driver": {k: round(v, 3) for k, v in driver.items()},
+        "workers": workers,
         "tasks_by_type": {k: round(v, 3) for k, v in sorted(by_type.items())},
         "tasks": {t.id: round(t.seconds, 3) for t in tasks if t.seconds is not None},
     }

@@ -322,9 +322,10 @@ def run_suite(
 
     slots = device_slots(config.devices, config.device)
     executor = LocalExecutor(run_dir, config, slots, tick=(lambda: tick(run_dir)) if tick else None)
+    timings = {"prepare": time.perf_counter() - started}
     t0 = time.perf_counter()
     executor.run(config.models)
-    timings = {"execute": time.perf_counter() - t0}
+    timings["execute"] = time.perf_counter() - t0
 
     from editproof.suite.results import finish_run
 

@@ -75,6 +75,7 @@ class Worker:
         self._task: Task | None = None
         self._ev: Evaluator | None = None
         self._preset_loaded = False
+        self.task_seconds = 0.0
 
     # -- progress -----------------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class Worker:
                 raise
             self._record_failure(task, exc)
             return
+        self.task_seconds += time.perf_counter() - started
         self.store.finish(task.id, outputs, time.perf_counter() - started)
         self._say(f"done in {time.perf_counter() - started:.1f}s")
 
@@ -310,8 +312,17 @@ def baseline_record(ev: Evaluator, model: str) -> dict[str, Any]:
     }
 
 
-def run_worker(run_dir: str, worker_id: str, model: str, device: str, determinism: str) -> None:
-    """Process entry point (spawned by the executor). Its output goes to a log file."""
+def run_worker(
+    run_dir: str,
+    worker_id: str,
+    model: str,
+    device: str,
+    determinism: str,
+    spawned_at: float = 0.0,
+) -> None:
+    """Process entry point (spawned by the executor). Its output goes to a log file; its
+    own timings (process start, imports, tasks) to ``logs/workers/<id>.timings.json``."""
+    entered = time.time()
     log = Path(run_dir) / layout.LOGS / "workers" / f"{worker_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -325,5 +336,17 @@ def run_worker(run_dir: str, worker_id: str, model: str, device: str, determinis
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     apply_determinism(determinism)
-    code = Worker(Path(run_dir), worker_id, model, device).run()
+    ready = time.time()
+    worker = Worker(Path(run_dir), worker_id, model, device)
+    code = worker.run()
+    done = time.time()
+    timings = {
+        "process_start": round(entered - spawned_at, 3) if spawned_at else None,
+        "imports": round(ready - entered, 3),
+        "tasks": round(worker.task_seconds, 3),
+        "between_tasks": round(done - ready - worker.task_seconds, 3),
+        "total": round(done - (spawned_at or entered), 3),
+        "exit_code": code,
+    }
+    atomic_write_text(log.with_suffix(".timings.json"), json.dumps(timings, indent=2) + "\n")
     raise SystemExit(code)
