@@ -22,11 +22,19 @@ def test_defaults_are_the_reference_clean_specs() -> None:
 def test_demo_entries_were_tuned_with_evidence() -> None:
     demo = shipped_tuned().models["demo"]
     assert set(demo) == {"quant_rtn", "fp8_quant", "magnitude_prune", "lowrank_svd"}
+    from editproof.policy import load_tier
+
+    digest = load_tier("balanced").digest()
     for entry in demo.values():
         assert entry.status == "selected"
         assert entry.evidence and entry.evidence["trials"] and entry.evidence["tier"] == "balanced"
+        # re-tuned under the current guard policy, with a margin, on 5 window samples
+        assert entry.evidence["policy_digest"] == digest
+        assert entry.evidence["margin"] > 0 and len(entry.evidence["seeds"]) == 5
+        chosen = next(t for t in entry.evidence["trials"] if t["status"] == "PASS")
+        assert len(chosen["seeds"]) == 5
     spec = resolve_clean(parse_spec("quant_rtn:clean:ffn"), "demo", shipped_tuned(), n_layers=30)
-    assert spec.text == "quant_rtn:5:32:ffn"
+    assert spec.text == "quant_rtn:6:32:ffn"
 
 
 def test_seed_suite_models_are_covered() -> None:
