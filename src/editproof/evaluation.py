@@ -357,7 +357,8 @@ class Evaluator:
         spec, tuned_source = self._resolve(edit, tuned)
         timings = dict(self.timings)
         self._say(f"subject: baseline + {spec.text}")
-        with applied(loaded.model, spec) as record:
+        # Input-aligned probes measure their direction on the first evaluation windows.
+        with applied(loaded.model, spec, sample=self.windows[:4]) as record:
             timings["edit_apply"] = record.seconds
             nll = self._measure(loaded, "subject")
             timings["measure_subject"] = nll.telemetry.seconds

@@ -15,7 +15,8 @@ from editproof.guards.rmt import RmtGuard, top_singular_value, window_edge_risk 
 from editproof.policy.guards import RmtPolicy  # noqa: E402
 from tests.models import VOCAB, tiny_model  # noqa: E402
 
-STRONG = "rmt_norm_noise:blend=1.0,row_frac=0.5,preserve_row_norms=0"
+# The reference construction (a random direction): only the edited ffn family moves.
+STRONG = "rmt_norm_noise:blend=1.0,row_frac=0.5,preserve_row_norms=0,align=random"
 POLICY = RmtPolicy(
     epsilon={"attn": 0.08, "ffn": 0.1, "embed": 0.12, "other": 0.12},
     module_epsilon=0.25,

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 PROBES: tuple[str, ...] = get_args(ProbeType)
 # The strength parameter searched per probe and its grid, mildest first.
 GRIDS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "rmt_norm_noise": ("blend", (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.98)),
+    "rmt_norm_noise": ("blend", (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2, 0.35, 0.5, 0.98)),
     "spectral_moderate_scale": ("factor", (1.05, 1.1, 1.2, 1.3, 1.4, 1.6, 2.0)),
     "ve_mlp_scale_skew": ("factor", (0.97, 0.95, 0.93, 0.9, 0.87, 0.83, 0.8)),
 }

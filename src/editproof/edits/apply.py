@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from editproof.edits.faults import FAULTS, probe_matrices
+from editproof.edits.faults import FAULTS, probe_matrices, rmt_norm_noise
 from editproof.edits.record import EditRecord, Measure, overall_rel_error, overall_sparsity
 from editproof.edits.scope import resolve_scope
 from editproof.edits.spec import EditSpec, parse_spec
@@ -117,8 +117,13 @@ class AppliedEdit:
         self.restore()
 
 
-def apply_edit(model: Any, spec: EditSpec | str) -> AppliedEdit:
+def apply_edit(
+    model: Any, spec: EditSpec | str, *, sample: Sequence[Sequence[int]] | None = None
+) -> AppliedEdit:
     """Apply ``spec`` in place and return the handle that restores it.
+
+    ``sample`` (a few token windows) is what input-aligned probes measure their direction
+    on; nothing else reads it.
 
     On any failure part-way the tensors already touched are restored before the error
     propagates, so the model is never left half-edited.
@@ -141,7 +146,7 @@ def apply_edit(model: Any, spec: EditSpec | str) -> AppliedEdit:
     start = time.perf_counter()
     try:
         with torch.no_grad():
-            outcome = _dispatch(model, spec, journal)
+            outcome = _dispatch(model, spec, journal, sample)
         seconds = time.perf_counter() - start
         record = _record(spec, outcome, journal, seconds)
     except BaseException:
@@ -152,9 +157,11 @@ def apply_edit(model: Any, spec: EditSpec | str) -> AppliedEdit:
     return applied_edit
 
 
-def applied(model: Any, spec: EditSpec | str) -> AppliedEdit:
+def applied(
+    model: Any, spec: EditSpec | str, *, sample: Sequence[Sequence[int]] | None = None
+) -> AppliedEdit:
     """``with applied(model, spec) as record:`` -- the edit is undone when the block exits."""
-    return apply_edit(model, spec)
+    return apply_edit(model, spec, sample=sample)
 
 
 def active_edit(model: Any) -> AppliedEdit | None:
@@ -184,12 +191,16 @@ def check_edit(model: Any, spec: EditSpec | str) -> EditSpec:
     return spec
 
 
-def _dispatch(model: Any, spec: EditSpec, journal: _Journal) -> Outcome:
+def _dispatch(
+    model: Any, spec: EditSpec, journal: _Journal, sample: Sequence[Sequence[int]] | None
+) -> Outcome:
     if spec.kind == "noop":
         return Outcome()
     if spec.kind == "edit":
         assert spec.scope is not None  # parse_spec gives every weight edit a scope
         return run_weight_edit(spec.type, spec.params, resolve_scope(model, spec.scope), journal)
+    if spec.type == "rmt_norm_noise":
+        return rmt_norm_noise(model, spec.params, journal, sample)
     return FAULTS[spec.type](model, spec.params, journal)
 
 

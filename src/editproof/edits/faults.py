@@ -9,7 +9,7 @@ puts back the very module/parameter objects and config values they replaced.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import JsonValue
@@ -17,7 +17,7 @@ from pydantic import JsonValue
 from editproof.edits.scope import Matrix, find_targets, layer_count, layout, select_targets
 from editproof.edits.weights import Journal, Outcome, map_matrix, seeded
 from editproof.errors import InvalidInputError, UsageError
-from editproof.lm.anatomy import decoder_layers
+from editproof.lm.anatomy import decoder_layers, max_positions
 
 if TYPE_CHECKING:
     import torch
@@ -276,19 +276,30 @@ def probe_matrices(model: Any, probe: str, params: Mapping[str, ParamValue]) -> 
     return [m for t in targets for m in t.matrices()]
 
 
-def rmt_norm_noise(model: Any, params: Mapping[str, ParamValue], journal: Journal) -> Outcome:
+def rmt_norm_noise(
+    model: Any,
+    params: Mapping[str, ParamValue],
+    journal: Journal,
+    sample: Sequence[Sequence[int]] | None = None,
+) -> Outcome:
     """Anisotropy row blending: a random fraction of rows pulled toward one shared direction.
 
-    ``row' = (1 - blend) row + blend |row| d`` with a seeded unit vector ``d``, optional
-    Gaussian jitter, then (``preserve_row_norms``) rescaled to the row's original norm. Rows
-    aligning creates an outlier singular value (an RMT edge violation) while row norms, and
-    so most activation statistics, stay put.
+    ``row' = (1 - blend) row + blend |row| d``, optional Gaussian jitter, then
+    (``preserve_row_norms``) rescaled to the row's original norm. With ``align=input`` the
+    direction ``d`` of each matrix is the dominant right singular direction of that matrix's
+    inputs on ``sample`` (a few evaluation windows; seeded random tokens without one), so
+    the aligned rows add one strong shared component to the layer's *activations* -- an RMT
+    edge outlier -- while the weights' spectrum barely moves. ``align=random`` (the
+    reference's construction) draws ``d`` at random, which moves the weight spectrum long
+    before the activations notice.
     """
     import torch
 
     gen = torch.Generator().manual_seed(int(params["seed"]))
     blend, jitter = float(params["blend"]), float(params["jitter"])
     chosen = probe_matrices(model, "rmt_norm_noise", params)
+    aligned = str(params.get("align", "random")) == "input"
+    inputs = _input_directions(model, chosen, sample, int(params["seed"])) if aligned else {}
     rows_changed: list[JsonValue] = []
     for m in chosen:
         journal.save_tensor(m.name, m.param)
@@ -298,11 +309,15 @@ def rmt_norm_noise(model: Any, params: Mapping[str, ParamValue], journal: Journa
         )
         idx = torch.randperm(view.shape[0], generator=gen)[:n_rows]
         direction = torch.randn(view.shape[1], generator=gen)
-        direction = (direction / torch.linalg.norm(direction)).to(view.device)
+        direction = inputs.get(m.label, direction / torch.linalg.norm(direction)).to(view.device)
         idx = idx.to(view.device)
         rows = view[idx].to(torch.float32)
         norms = torch.linalg.norm(rows, dim=1, keepdim=True)
-        mixed = (1 - blend) * rows + blend * norms * direction
+        if aligned:  # each row moves toward the nearer of +d and -d: the least weight change
+            pull = norms * torch.sign(rows @ direction).unsqueeze(1) * direction
+        else:
+            pull = norms * direction
+        mixed = (1 - blend) * rows + blend * pull
         if jitter > 0:
             noise = torch.randn(n_rows, view.shape[1], generator=gen).to(view.device)
             mixed = mixed + jitter * norms / math.sqrt(view.shape[1]) * noise
@@ -310,7 +325,68 @@ def rmt_norm_noise(model: Any, params: Mapping[str, ParamValue], journal: Journa
             mixed = mixed * (norms / torch.linalg.norm(mixed, dim=1, keepdim=True).clamp(min=1e-12))
         view[idx] = mixed.to(view.dtype)
         rows_changed.append(n_rows)
-    return Outcome(injected={"matrices": [m.label for m in chosen], "rows": rows_changed})
+    injected: dict[str, JsonValue] = {
+        "matrices": [m.label for m in chosen],
+        "rows": rows_changed,
+        "align": "input" if aligned else "random",
+    }
+    if aligned:
+        injected["aligned_matrices"] = list(sorted(inputs))
+        injected["direction_source"] = (
+            f"{len(sample)} evaluation windows" if sample else "seeded random tokens"
+        )
+    return Outcome(injected=injected)
+
+
+def _input_directions(
+    model: Any, chosen: Sequence[Matrix], sample: Sequence[Sequence[int]] | None, seed: int
+) -> dict[str, Any]:
+    """Unit dominant right singular vector of each plain matrix's inputs on ``sample``.
+
+    Expert slices and matrices whose module input does not match (fused or transposed
+    layouts) are left out; they keep a random direction.
+    """
+    import torch
+
+    wanted = {m.name.removesuffix(".weight"): m for m in chosen if m.index is None}
+    captured: dict[str, list[Any]] = {}
+    hooks = []
+    for name in wanted:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            continue
+
+        def grab(_mod: Any, args: tuple[Any, ...], key: str = name) -> None:
+            x = args[0]
+            captured.setdefault(key, []).append(x.reshape(-1, x.shape[-1]).float())
+
+        hooks.append(module.register_forward_pre_hook(grab))
+    device = next(model.parameters()).device
+    if sample:
+        ids = torch.tensor([list(w) for w in sample], dtype=torch.long)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        vocab = int(model.get_input_embeddings().weight.shape[0])
+        limit = max_positions(model)
+        length = min(128, limit[0]) if limit else 128
+        ids = torch.randint(0, vocab, (4, length), generator=gen)
+    try:
+        with torch.inference_mode():
+            model(ids.to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+    out: dict[str, Any] = {}
+    for name, xs in captured.items():
+        m = wanted[name]
+        x = torch.cat(xs)
+        if x.shape[-1] != m.view().shape[1]:
+            continue
+        _, _, vh = torch.linalg.svd(x, full_matrices=False)
+        d = vh[0].float().cpu()
+        out[m.label] = d * torch.sign(d[d.abs().argmax()])  # a fixed sign
+    return out
 
 
 def _scale_probe(

@@ -69,6 +69,9 @@ PROBE_DEFAULTS: dict[str, dict[str, ParamValue]] = {
         "jitter": 0.0,
         "include_qkv": False,
         "seed": 42,
+        # ours: "input" blends toward the layer inputs' dominant direction (measured on a few
+        # evaluation windows); "random" is the reference's seeded random direction.
+        "align": "input",
     },
     "spectral_moderate_scale": {
         "factor": 2.0,
@@ -305,6 +308,8 @@ def _check_probe_value(key: str, value: ParamValue) -> None:
         raise UsageError(f"target must be one of {', '.join(ROLES)}, got '{value}'{hint}")
     if key == "layers":
         parse_layers(str(value))
+    if key == "align" and value not in ("input", "random"):
+        raise UsageError(f"align must be input or random, got '{value}'")
 
 
 def _int_in(value: object, name: str, low: int | None, high: int | None) -> int:
