@@ -151,3 +151,11 @@ def test_inputs_round_trip_and_errors(tmp_path: Path) -> None:
         parse_inputs("{", "x.json")
     with pytest.raises(NotFoundError):
         load_inputs(tmp_path / "absent.json")
+
+
+def test_huge_ratios_keep_their_columns() -> None:
+    from editproof.verdict.text import _num
+
+    assert _num(1.01234) == "1.0123"
+    assert _num(277955812171.24) == "2.78e+11" and len(_num(3.6e13)) <= 8
+    assert _num(None) == "-"

@@ -10,7 +10,10 @@ _SHORT = {"invariants": "inv", "spectral": "spec", "rmt": "rmt", "variance": "va
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    """Four decimals, or three significant digits once that would overflow a column."""
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if abs(value) < 1000 else f"{value:.3g}"
 
 
 def _yes(value: bool | None) -> str:
