@@ -50,6 +50,7 @@ def apply_determinism(level: str) -> str:
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=False)
         return "strict"
+    torch.use_deterministic_algorithms(False)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
