@@ -61,7 +61,7 @@ def test_light_modules_do_not_import_torch(module: str) -> None:
 FLOORS = [
     {"errors", "fileio", "lm", "data", "policy", "stats"},
     {"edits", "measure", "report", "guards", "verdict"},
-    {"evaluation", "facts", "checkpoints", "tuning", "calibration", "pack"},
+    {"evaluation", "evalconfig", "facts", "checkpoints", "tuning", "calibration", "pack"},
     {"suite"},
     {"cli", "__main__"},
 ]

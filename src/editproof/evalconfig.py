@@ -1,0 +1,123 @@
+"""What one evaluation is asked to do (:class:`EvaluationConfig`) and the checks that need no
+model: flags, tier, spec, tuned params, and both sources' files. ``evaluation`` re-exports
+every name here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from editproof.edits import parse_spec, resolve_clean
+from editproof.edits.tuned import TunedParams, load_tuned, shipped_tuned
+from editproof.errors import NotFoundError, UsageError
+from editproof.lm import parse_source, preflight_source
+from editproof.lm.sources import ModelSource
+from editproof.policy import TierPolicy, load_tier
+
+DEFAULT_SEQ_LEN = 512
+DEFAULT_WINDOWS = 64
+# The embedded demo runs on two CPU cores in minutes: shorter windows, and a token floor
+# that is relaxed (and recorded as relaxed) because 64+64 windows cannot reach 50k tokens.
+DEMO_SEQ_LEN = 256
+DEMO_RELAX_REASON = (
+    "embedded demo model: 64+64 short windows on CPU cannot reach the tier's token floor"
+)
+# Environment variable the seed document names for the tuned edit params file.
+TUNED_ENV = "PACK_TUNED_EDIT_PARAMS_FILE"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    baseline: str
+    subject: str | None = None
+    edit: str | None = None
+    tuned_params: str | None = None
+    tier: str = "balanced"
+    provider: str = "pydoc"
+    data_path: str | None = None
+    data_field: str = "text"
+    dataset: str | None = None
+    dataset_config: str | None = None
+    split: str = "validation"
+    seq_len: int | None = None
+    n_preview: int = DEFAULT_WINDOWS
+    n_final: int = DEFAULT_WINDOWS
+    batch_size: int = 8
+    device: str = "auto"
+    dtype: str = "auto"
+    net: bool = False
+    seed: int = 42
+    relax_token_floor: bool | None = None  # None: relax only for the embedded demo model
+    edit_label: str | None = None
+    guards: bool = True
+    # A resolved policy (e.g. a tier with a calibrated preset merged, see editproof.calibration)
+    # replaces the packaged ``tier``; ``policy_source`` says where it came from.
+    policy: TierPolicy | None = None
+    policy_source: str | None = None
+    command: list[str] = field(default_factory=list)
+
+
+def model_key(source: ModelSource) -> str:
+    """The id a tuned-params file uses for a model: hub id, ``demo``, or the dir/file name."""
+    if source.kind == "hub":
+        return source.repo_id or source.spec
+    if source.kind == "demo":
+        return "demo"
+    assert source.path is not None
+    return source.path.stem if source.kind == "gguf" else source.path.name
+
+
+def tuned_params_for(path: str | None) -> TunedParams:
+    """``--tuned-params``, else ``$PACK_TUNED_EDIT_PARAMS_FILE``, else the shipped defaults."""
+    chosen = path or os.environ.get(TUNED_ENV)
+    return load_tuned(chosen) if chosen else shipped_tuned()
+
+
+def resolve_tier(config: EvaluationConfig) -> TierPolicy:
+    """``config.policy`` when given, else the packaged tier named ``config.tier``."""
+    return config.policy if config.policy is not None else load_tier(config.tier)
+
+
+def default_seq_len(demo: bool) -> int:
+    """Tokens per window when ``--seq-len`` is not given."""
+    return DEMO_SEQ_LEN if demo else DEFAULT_SEQ_LEN
+
+
+def check_config(config: EvaluationConfig) -> None:
+    """Fast checks of everything that needs no model: flags, tier, spec, and both sources'
+    files (:func:`~editproof.lm.preflight_source`: config, weights, safetensors headers)."""
+    if (config.subject is None) == (config.edit is None):
+        raise UsageError("give exactly one of --subject (a checkpoint) or --edit (a spec)")
+    if config.edit is not None:
+        spec = parse_spec(config.edit)
+    else:
+        assert config.subject is not None
+        parse_source(config.subject)
+    check_baseline_side(config)
+    if config.edit is not None and spec.clean:
+        # The tuned entry needs no model; only its layer=last waits for the load.
+        tuned = tuned_params_for(config.tuned_params)
+        resolve_clean(spec, model_key(parse_source(config.baseline)), tuned)
+    if config.subject is not None:
+        preflight_source(config.subject, net=config.net)
+
+
+def check_baseline_side(config: EvaluationConfig) -> None:
+    """What an :class:`Evaluator` needs before loading anything (it judges subjects later)."""
+    parse_source(config.baseline)
+    resolve_tier(config)
+    if config.seq_len is not None and config.seq_len < 2:
+        raise UsageError(
+            f"--seq-len must be at least 2 (one input and one target token), got {config.seq_len}"
+        )
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if config.n_preview < 1 or config.n_final < 1:
+        raise UsageError(
+            f"window counts must be at least 1, got {config.n_preview}:{config.n_final}"
+        )
+    if config.tuned_params is not None and not Path(config.tuned_params).is_file():
+        raise NotFoundError(f"tuned params file not found: {config.tuned_params}")
+    preflight_source(config.baseline, net=config.net)
