@@ -50,6 +50,11 @@ class EvaluationError(EditproofError):
     exit_code = 6
 
 
+class RestoreError(EvaluationError):
+    """The baseline's exact weights did not come back after an in-memory edit: later
+    results on this loaded model would be unsafe."""
+
+
 class ReportMismatchError(EditproofError):
     """A report's stored numbers disagree with what its raw data recomputes to."""
 

@@ -18,7 +18,7 @@ from editproof import facts as _facts
 from editproof.data import load_corpus, make_windows, tokenize_corpus
 from editproof.edits import EditSpec, applied, check_edit, parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, resolve_probe
-from editproof.errors import EvaluationError, InvalidInputError, UsageError
+from editproof.errors import EvaluationError, InvalidInputError, RestoreError, UsageError
 from editproof.evalconfig import (
     DEFAULT_SEQ_LEN,
     DEFAULT_WINDOWS,
@@ -110,6 +110,7 @@ class Evaluator:
         self._on_windows = on_windows
         # Resolved clean specs -> the tuned params file they came from, for the report.
         self._tuned_sources: dict[tuple[str, str], str] = {}
+        self._tuned: TunedParams | None = None  # read once, on the first spec that needs it
         # Cheap checks first, so a typo fails before minutes of model loading.
         check_baseline_side(config)
         self.base_src = parse_source(config.baseline)
@@ -215,22 +216,7 @@ class Evaluator:
         t0 = time.perf_counter()
         other._plan_windows(self.plan.seq_len, seed)
         other.timings["windows"] = time.perf_counter() - t0
-        p = other.plan
-        other.dataset = self.dataset.model_copy(
-            update={
-                "seed": p.seed,
-                "candidates": p.candidates,
-                "duplicates": p.duplicates,
-                "tokens_available": p.tokens_available,
-                "plan_digest": p.digest,
-                "difficulty": {
-                    "preview_mean": p.stats.preview_mean,
-                    "final_mean": p.stats.final_mean,
-                    "gap": p.stats.gap,
-                    "candidate_std": p.stats.candidate_std,
-                },
-            }
-        )
+        other.dataset = self.dataset.model_copy(update=_facts.plan_facts(other.plan))
         nll = other._measure(other.model, "baseline")
         other.timings["measure_baseline"] = nll.telemetry.seconds
         other._sign_baseline(nll)
@@ -366,6 +352,11 @@ class Evaluator:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _tuned_params(self) -> TunedParams:
+        if self._tuned is None:
+            self._tuned = tuned_params_for(self.config.tuned_params)
+        return self._tuned
+
     def _resolve(
         self, edit: str | EditSpec, tuned: TunedParams | None = None
     ) -> tuple[EditSpec, str | None]:
@@ -373,7 +364,7 @@ class Evaluator:
         spec = parse_spec(edit) if isinstance(edit, str) else edit
         model = self.model.model
         if spec.clean:
-            tuned = tuned or tuned_params_for(self.config.tuned_params)
+            tuned = tuned or self._tuned_params()
             spec = resolve_clean(
                 spec, model_key(self.base_src), tuned, n_layers=describe(model).n_layers
             )
@@ -381,7 +372,7 @@ class Evaluator:
             self._tuned_sources[spec.text, spec.resolved_from] = tuned.source
         elif spec.kind == "probe" and spec.resolved_from is None:
             # The model's calibrated probe strength fills what the spec did not set.
-            tuned = tuned or tuned_params_for(self.config.tuned_params)
+            tuned = tuned or self._tuned_params()
             resolved = resolve_probe(spec, model_key(self.base_src), tuned)
             if resolved is not spec:
                 spec = resolved
@@ -448,7 +439,7 @@ class Evaluator:
         rehashed = weight_digest(loaded.model, names).tensors
         changed += [n for n in names if rehashed[n] != self.base_digest.tensors[n]]
         if changed:
-            raise EvaluationError(
+            raise RestoreError(
                 f"restoring the baseline after the edit left {len(changed)} tensor(s) "
                 f"different (first: {changed[0]}); results after this point are unsafe"
             )

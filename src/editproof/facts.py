@@ -40,21 +40,28 @@ def dataset_info(corpus: Any, plan: WindowPlan, tok_sha: str, sep: int | None) -
         n_chars=corpus.n_chars,
         tokenizer_sha256=tok_sha,
         separator_id=sep,
-        seq_len=plan.seq_len,
-        seed=plan.seed,
-        n_preview=len(plan.preview),
-        n_final=len(plan.final),
-        candidates=plan.candidates,
-        duplicates=plan.duplicates,
-        tokens_available=plan.tokens_available,
-        plan_digest=plan.digest,
-        difficulty={
+        **plan_facts(plan),
+    )
+
+
+def plan_facts(plan: WindowPlan) -> dict[str, Any]:
+    """The DatasetInfo fields a window plan decides (the rest come from corpus and tokenizer)."""
+    return {
+        "seq_len": plan.seq_len,
+        "seed": plan.seed,
+        "n_preview": len(plan.preview),
+        "n_final": len(plan.final),
+        "candidates": plan.candidates,
+        "duplicates": plan.duplicates,
+        "tokens_available": plan.tokens_available,
+        "plan_digest": plan.digest,
+        "difficulty": {
             "preview_mean": plan.stats.preview_mean,
             "final_mean": plan.stats.final_mean,
             "gap": plan.stats.gap,
             "candidate_std": plan.stats.candidate_std,
         },
-    )
+    }
 
 
 def model_info(

@@ -68,3 +68,14 @@ def test_strict_determinism_switches_torch() -> None:
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before)
+
+
+def test_a_failed_restore_poisons_the_worker(worker: Worker) -> None:
+    from editproof.errors import RestoreError
+    from editproof.suite.worker import Poisoned
+
+    task = _claim(worker)
+    with pytest.raises(Poisoned, match="left 1 tensor"):
+        worker._record_failure(
+            task, RestoreError("restoring the baseline after the edit left 1 tensor(s) different")
+        )

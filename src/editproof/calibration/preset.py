@@ -34,7 +34,7 @@ from editproof.calibration.null_sweep import (
     write_files,
 )
 from editproof.edits import parse_spec
-from editproof.edits.tuned import TunedEntry, TunedParams
+from editproof.edits.tuned import tuned_entry
 from editproof.errors import InvalidInputError, NotFoundError, UsageError
 from editproof.lm.anatomy import FAMILIES
 from editproof.policy import TierPolicy
@@ -186,7 +186,7 @@ def derive_preset(
     runs: list[CleanRun] = []
     skipped: list[SkippedSpec] = []
     for spec in specs:
-        entry = _tuned_entry(tuned, key, spec.type) if spec.clean else None
+        entry = tuned_entry(tuned, key, spec.type) if spec.clean else None
         if entry is not None and entry.status == "skipped":
             skipped.append(SkippedSpec(spec=spec.text, reason=entry.reason))
             say(f"preset: {spec.text} skipped ({entry.reason})")
@@ -201,13 +201,6 @@ def derive_preset(
         overrides=_overrides(tier, null.recommendations, null.runs, runs, margin),
         evidence=Evidence(margin=margin, null_sweep=null, clean_runs=runs, skipped=skipped),
     )
-
-
-def _tuned_entry(tuned: TunedParams, key: str, edit_type: str) -> TunedEntry | None:
-    """The entry a clean spec resolves from (the model's own, else the default), if any."""
-    per_model = {str(k): v for k, v in tuned.models.get(key, {}).items()}
-    defaults = {str(k): v for k, v in tuned.defaults.items()}
-    return per_model.get(edit_type) or defaults.get(edit_type)
 
 
 def _clean_run(spec: str, report: EvaluationReport) -> CleanRun:
@@ -277,16 +270,21 @@ def _overrides(
         half = max(max(drifts) * grow, DRIFT_FLOOR)
         low, high = tier.drift_band
         band = (round(max(1 - half, low), 4), round(min(1 + half, high), 4))
-    gains = [abs(r.variance.gain) for r in null_runs if r.variance.gain is not None]
-    q95 = float(np.quantile(gains, 0.95)) if gains else 0.0
     return Overrides(
         drift_band=band,
         guards=GuardOverrides(
             spectral=SpectralOverride(kappa=_families(kappa), max_log_ratio=_families(log_ratio)),
             rmt=RmtOverride(epsilon=_families(epsilon)),
-            variance=VarianceOverride(min_effect=round(max(q95, MIN_EFFECT_FLOOR), 6)),
+            variance=VarianceOverride(min_effect=null_min_effect(null_runs)),
         ),
     )
+
+
+def null_min_effect(null_runs: Sequence[SeedRun]) -> float:
+    """Variance ``min_effect``: the 95th percentile of the null runs' |A/B gain|, floored."""
+    gains = [abs(r.variance.gain) for r in null_runs if r.variance.gain is not None]
+    q95 = float(np.quantile(gains, 0.95)) if gains else 0.0
+    return round(max(q95, MIN_EFFECT_FLOOR), 6)
 
 
 def _families(values: dict[str, float]) -> FamilyValues:

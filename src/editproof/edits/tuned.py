@@ -182,6 +182,14 @@ def save_tuned(path: str | Path, tuned: TunedParams) -> None:
         raise OutputError(f"cannot write tuned params file {path}: {exc.strerror}") from None
 
 
+def tuned_entry(tuned: TunedParams, model_id: str, edit_type: str) -> TunedEntry | None:
+    """The entry a clean spec of ``edit_type`` resolves from: the model's own, else the
+    default, else None."""
+    per_model = {str(k): v for k, v in tuned.models.get(model_id, {}).items()}
+    defaults = {str(k): v for k, v in tuned.defaults.items()}
+    return per_model.get(edit_type) or defaults.get(edit_type)
+
+
 def resolve_clean(
     spec: EditSpec, model_id: str, tuned: TunedParams, *, n_layers: int | None = None
 ) -> EditSpec:
@@ -192,8 +200,7 @@ def resolve_clean(
     """
     if not spec.clean:
         return spec
-    per_model = tuned.models.get(model_id, {})
-    entry = per_model.get(spec.type) or tuned.defaults.get(spec.type)  # type: ignore[call-overload]
+    entry = tuned_entry(tuned, model_id, spec.type)
     if entry is None:
         raise InvalidInputError(
             f"no tuned params for edit '{spec.type}' on model '{model_id}' in {tuned.source} "

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from editproof.edits import parse_spec, resolve_clean
-from editproof.edits.tuned import TunedParams
+from editproof.edits.tuned import TunedParams, tuned_entry
 from editproof.errors import EditproofError, InvalidInputError
 from editproof.evaluation import model_key
 from editproof.lm import parse_source
@@ -59,7 +59,7 @@ def check_specs(catalogue: Catalogue, models: list[str], tuned: TunedParams) -> 
             if not spec.clean:
                 continue
             key = tuned_key(model)
-            entry = tuned.models.get(key, {}).get(spec.type) or tuned.defaults.get(spec.type)  # type: ignore[call-overload]
+            entry = tuned_entry(tuned, key, spec.type)
             if entry is not None and entry.status == "skipped":
                 skips.append(Skip(model, scenario.id, f"tuned params: {entry.reason}"))
                 continue

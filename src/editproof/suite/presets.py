@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from editproof.calibration.null_sweep import NullSweep, SeedRun, recommend
 from editproof.calibration.preset import (
     Evidence,
@@ -25,12 +23,12 @@ from editproof.calibration.preset import (
     RmtOverride,
     SpectralOverride,
     VarianceOverride,
+    null_min_effect,
 )
 from editproof.policy import TierPolicy
 
 MARGIN = 0.10
 TARGET_WARNING_RATE = 0.01
-MIN_EFFECT_FLOOR = 0.0009
 
 
 def suite_preset(
@@ -51,9 +49,7 @@ def suite_preset(
     epsilon = {str(f): v for f, v in tier.guards.rmt.epsilon.items()}
     for fam, value in recs.epsilon.items():
         epsilon[fam] = max(epsilon.get(fam, value), value)
-    gains = [abs(r.variance.gain) for r in runs if r.variance.gain is not None]
-    q95 = float(np.quantile(gains, 0.95)) if gains else 0.0
-    min_effect = max(tier.guards.variance.min_effect, round(max(q95, MIN_EFFECT_FLOOR), 6))
+    min_effect = max(tier.guards.variance.min_effect, null_min_effect(runs))
     overrides = Overrides.model_validate(
         {
             "guards": GuardOverrides(

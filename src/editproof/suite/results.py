@@ -60,16 +60,20 @@ def verdict_inputs(config: SuiteConfig, catalogue: Catalogue, tasks: list[Task])
     )
 
 
+def read_tasks(run_dir: Path) -> list[Task]:
+    """Every task of the run, as the store holds it now."""
+    store = Store(run_dir)
+    try:
+        return store.tasks()
+    finally:
+        store.close()
+
+
 def finish_run(
-    run_dir: Path, config: SuiteConfig, catalogue: Catalogue
+    run_dir: Path, config: SuiteConfig, catalogue: Catalogue, tasks: list[Task]
 ) -> tuple[str | None, Path | None]:
     """Write errors, revisions digests and repeats; compile the verdict unless the run was
     calibrate-only. Returns (verdict, path of final_verdict.json)."""
-    store = Store(run_dir)
-    try:
-        tasks = store.tasks()
-    finally:
-        store.close()
     write_errors(run_dir, tasks)
     add_weight_digests(run_dir, config)
     if config.repeats:
@@ -182,13 +186,8 @@ def write_repeats(run_dir: Path, config: SuiteConfig, tasks: list[Task]) -> None
     atomic_write_text(run_dir / layout.REPEATS, json.dumps(summary, indent=2) + "\n")
 
 
-def write_timings(run_dir: Path, driver: dict[str, float]) -> None:
+def write_timings(run_dir: Path, driver: dict[str, float], tasks: list[Task]) -> None:
     """Where the time went: driver phases, seconds per task type, per-worker setup."""
-    store = Store(run_dir)
-    try:
-        tasks = store.tasks()
-    finally:
-        store.close()
     by_type: dict[str, float] = {}
     for t in tasks:
         if t.seconds is not None:

@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,7 +284,7 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def network_env(net: bool, env: dict[str, str]) -> None:
+def network_env(net: bool, env: MutableMapping[str, str]) -> None:
     """``PACK_NET`` exported; the ``HF_*_OFFLINE`` variables follow it."""
     env["PACK_NET"] = "1" if net else "0"
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -301,7 +301,7 @@ def run_suite(
     revisions = resolve_revisions(
         config.models, net=config.net, run_dir=run_dir, revisions_file=pins
     )
-    network_env(config.net, os.environ)  # type: ignore[arg-type]
+    network_env(config.net, os.environ)
     if config.determinism == "strict":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     write_state(run_dir, config, effective, tuned, revisions)
@@ -315,10 +315,10 @@ def run_suite(
                 f"resume: {added} new task(s), {len(reset)} reset, "
                 f"{len(changed)} with changed outputs"
             )
-        counts = store.counts()
+        planned = sum(store.counts().values())
     finally:
         store.close()
-    say(f"run dir {run_dir}: {sum(counts.values())} tasks")
+    say(f"run dir {run_dir}: {planned} tasks")
 
     slots = device_slots(config.devices, config.device)
     executor = LocalExecutor(run_dir, config, slots, tick=(lambda: tick(run_dir)) if tick else None)
@@ -327,16 +327,15 @@ def run_suite(
     executor.run(config.models)
     timings["execute"] = time.perf_counter() - t0
 
-    from editproof.suite.results import finish_run
+    from editproof.suite.results import finish_run, read_tasks, write_timings
 
+    tasks = read_tasks(run_dir)
     t0 = time.perf_counter()
-    verdict, verdict_path = finish_run(run_dir, config, effective)
+    verdict, verdict_path = finish_run(run_dir, config, effective, tasks)
     timings["verdict"] = time.perf_counter() - t0
-    store = Store(run_dir)
-    counts = store.counts()
-    store.close()
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task.status] = counts.get(task.status, 0) + 1
     timings["total"] = time.perf_counter() - started
-    from editproof.suite.results import write_timings
-
-    write_timings(run_dir, timings)
+    write_timings(run_dir, timings, tasks)
     return SuiteOutcome(run_dir, config, counts, verdict, verdict_path, timings["total"])

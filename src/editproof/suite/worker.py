@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from editproof.errors import EditproofError, EvaluationError
+from editproof.errors import EditproofError, EvaluationError, RestoreError
 from editproof.fileio import atomic_write_text, file_sha256
 from editproof.suite import layout
 from editproof.suite.config import load_config
@@ -177,24 +177,20 @@ class Worker:
         started = time.perf_counter()
         try:
             outputs = self._dispatch(task)
-        except Poisoned:
-            raise
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
+        except Exception as exc:  # Poisoned propagates: the process must go
             self._record_failure(task, exc)
             return
         self.task_seconds += time.perf_counter() - started
         self.store.finish(task.id, outputs, time.perf_counter() - started)
         self._say(f"done in {time.perf_counter() - started:.1f}s")
 
-    def _record_failure(self, task: Task, exc: BaseException) -> None:
+    def _record_failure(self, task: Task, exc: Exception) -> None:
         message = (
             f"{type(exc).__name__}: {exc}" if not isinstance(exc, EditproofError) else str(exc)
         )
         self._say(f"error: {message}\n{traceback.format_exc()}")
         last = task.attempts >= self.config.max_attempts
-        if isinstance(exc, EvaluationError) and "restor" in str(exc):
+        if isinstance(exc, RestoreError):
             raise Poisoned(message) from exc
         if isinstance(exc, EditproofError) and not isinstance(exc, EvaluationError):
             self.store.fail(task.id, message, "permanent")
@@ -280,12 +276,7 @@ class Worker:
         if batch != ev.config.batch_size:
             ev.config = replace(ev.config, batch_size=batch)
             ev.guard_ctx = ev.guard_ctx.model_copy(update={"batch_size": batch})
-        try:
-            report = ev.judge_edit(str(task.params["spec"]))
-        except EvaluationError as exc:
-            if "restor" in str(exc):
-                raise Poisoned(str(exc)) from exc
-            raise
+        report = ev.judge_edit(str(task.params["spec"]))
         folder = layout.task_dir(self.config, task)
         outputs = dict([self._write(folder / "evaluation.report.json", report_json(report))])
         for name, sidecar in report.guards.probes.items():
