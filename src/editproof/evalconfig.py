@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from editproof.data import Corpus, load_corpus
 from editproof.edits import parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, load_tuned, shipped_tuned
 from editproof.errors import NotFoundError, UsageError
@@ -121,3 +122,16 @@ def check_baseline_side(config: EvaluationConfig) -> None:
     if config.tuned_params is not None and not Path(config.tuned_params).is_file():
         raise NotFoundError(f"tuned params file not found: {config.tuned_params}")
     preflight_source(config.baseline, net=config.net)
+
+
+def load_text(config: EvaluationConfig) -> Corpus:
+    """The corpus ``config`` names (provider, file or dataset), offline unless ``net``."""
+    return load_corpus(
+        config.provider,
+        path=config.data_path,
+        field=config.data_field,
+        dataset=config.dataset,
+        config=config.dataset_config,
+        split=config.split,
+        net=config.net,
+    )

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from editproof import facts as _facts
-from editproof.data import load_corpus, make_windows, tokenize_corpus
+from editproof.data import make_windows, tokenize_corpus
 from editproof.edits import EditSpec, applied, check_edit, parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, resolve_probe
 from editproof.errors import EvaluationError, InvalidInputError, RestoreError, UsageError
@@ -29,6 +29,7 @@ from editproof.evalconfig import (
     check_baseline_side,
     check_config,
     default_seq_len,
+    load_text,
     model_key,
     resolve_tier,
     tuned_params_for,
@@ -48,6 +49,7 @@ __all__ = [
     "check_config",
     "default_seq_len",
     "evaluate",
+    "load_text",
     "model_key",
     "resolve_tier",
     "tuned_params_for",
@@ -125,15 +127,7 @@ class Evaluator:
             if config.relax_token_floor is None
             else "relaxed by --relax-token-floor"
         )
-        corpus = load_corpus(
-            config.provider,
-            path=config.data_path,
-            field=config.data_field,
-            dataset=config.dataset,
-            config=config.dataset_config,
-            split=config.split,
-            net=config.net,
-        )
+        corpus = load_text(config)
         self.timings: dict[str, float] = {}
 
         self._say(f"loading baseline {self.base_src.label}")

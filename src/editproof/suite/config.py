@@ -4,11 +4,14 @@ recorded relaxations."""
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from editproof.fileio import canonical_digest
+
+if TYPE_CHECKING:
+    from editproof.evaluation import EvaluationConfig
 
 Mode = Literal["full", "calibrate-only", "run-only", "errors-only"]
 Determinism = Literal["throughput", "strict"]
@@ -132,3 +135,32 @@ def load_config(text: str, source: str) -> SuiteConfig:
     if stored is not None and stored != config.fingerprint():
         raise InvalidInputError(f"{source} was edited: its fingerprint does not match its fields")
     return config
+
+
+def evaluation_config(
+    config: SuiteConfig, baseline: str, *, tuned_params: str, device: str
+) -> EvaluationConfig:
+    """The one EvaluationConfig every evaluation of ``baseline`` in this run uses."""
+    from editproof.evaluation import EvaluationConfig
+
+    return EvaluationConfig(
+        baseline=baseline,
+        edit="noop",
+        tuned_params=tuned_params,
+        tier=config.tier,
+        provider=config.provider,
+        data_path=config.data_path,
+        data_field=config.data_field,
+        dataset=config.dataset,
+        dataset_config=config.dataset_config,
+        split=config.split,
+        seq_len=config.seq_len,
+        n_preview=config.n_windows,
+        n_final=config.n_windows,
+        batch_size=config.batch_size,
+        device=device,
+        net=config.net,
+        seed=config.seed,
+        relax_token_floor=config.relax_token_floor,
+        command=["editproof", "suite", "--suite", config.suite],
+    )

@@ -226,17 +226,10 @@ def _check_fresh(run_dir: Path) -> None:
 
 def _check_corpus(config: SuiteConfig) -> None:
     """The text every worker will read: a missing file or unknown provider fails now."""
-    from editproof.data import load_corpus
+    from editproof.evaluation import load_text
+    from editproof.suite.config import evaluation_config
 
-    load_corpus(
-        config.provider,
-        path=config.data_path,
-        field=config.data_field,
-        dataset=config.dataset,
-        config=config.dataset_config,
-        split=config.split,
-        net=config.net,
-    )
+    load_text(evaluation_config(config, config.models[0], tuned_params="", device="cpu"))
 
 
 def _check_sources(models: list[str], net: bool) -> None:

@@ -95,31 +95,15 @@ class Worker:
 
     def evaluator(self) -> Evaluator:
         if self._ev is None:
-            from editproof.evaluation import EvaluationConfig, Evaluator
-
-            c = self.config
+            from editproof.evaluation import Evaluator
+            from editproof.suite.config import evaluation_config
             from editproof.suite.revisions import pinned_source
 
-            cfg = EvaluationConfig(
-                baseline=pinned_source(self.run_dir, self.model),
-                edit="noop",
+            cfg = evaluation_config(
+                self.config,
+                pinned_source(self.run_dir, self.model),
                 tuned_params=str(self.run_dir / layout.TUNED),
-                tier=c.tier,
-                provider=c.provider,
-                data_path=c.data_path,
-                data_field=c.data_field,
-                dataset=c.dataset,
-                dataset_config=c.dataset_config,
-                split=c.split,
-                seq_len=c.seq_len,
-                n_preview=c.n_windows,
-                n_final=c.n_windows,
-                batch_size=c.batch_size,
                 device=self.device,
-                net=c.net,
-                seed=c.seed,
-                relax_token_floor=c.relax_token_floor,
-                command=["editproof", "suite", "--suite", c.suite],
             )
             t0 = time.perf_counter()
             # Every spec this model will be judged with is resolved against the loaded model
