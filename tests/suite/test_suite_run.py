@@ -233,3 +233,62 @@ def test_errors_only_judges_the_fault_scenarios(tiny_dir: Path, tmp_path: Path) 
                                                      "norm_collapse"}  # fmt: skip
     assert "--errors-only: fault scenarios only" in v["relaxations"]
     assert "scenario_coverage" not in {f["requirement"] for f in v["failed_requirements"]}
+
+
+def test_replica_worker_shares_a_model_with_the_same_numbers(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two slots, one model: once its first tasks are measured, the free slot loads a
+    replica that takes pending tasks; every number equals a one-worker run's."""
+    from editproof.suite import executor, runner
+
+    monkeypatch.setattr(executor, "REPLICA_START_S", 0.0)
+    monkeypatch.setattr(executor, "REPLICA_MARGIN", 0.0)
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    one = [executor.Slot("cpu-a", "cpu", None)]
+    two = [*one, executor.Slot("cpu-b", "cpu", None)]
+    runs: dict[str, Path] = {}
+    for name, slots in (("one", one), ("two", two)):
+        runs[name] = tmp_path / name
+        # Calibrate on one slot, then run the evaluations on the named slots: with the
+        # setup's cost known, the second slot starts a replica at once.
+        for mode, use in (("calibrate-only", one), ("run-only", slots)):
+            monkeypatch.setattr(runner, "device_slots", lambda devices, device, s=use: s)
+            opts = runner.SuiteOptions(
+                suite="subset", models=str(tiny_dir), scenario_ids=SCENARIOS, out=runs[name],
+                device="cpu", seq_len=32, windows=16, runs=2, calibration_runs=1, mode=mode,
+            )  # fmt: skip
+            runner.run_suite(opts)
+        assert all(t["status"] == "done" for t in _tasks(runs[name]).values())
+    db = sqlite3.connect(runs["two"] / "state" / "state.sqlite")
+    try:
+        workers = {r[0] for r in db.execute("SELECT worker FROM tasks WHERE type = 'eval'")}
+    finally:
+        db.close()
+    assert {w.rsplit("-", 1)[0] for w in workers} == {"cpu-a", "cpu-b"}, workers
+    assert _numbers(runs["two"]) == _numbers(runs["one"])
+    assert _verdict(runs["two"]) == _verdict(runs["one"])
+
+
+def test_a_worker_with_another_baseline_is_refused(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from editproof.errors import EditproofError
+    from editproof.suite import worker as worker_mod
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    model = json.loads((run / "state/config.json").read_text())["models"][0]
+    w = worker_mod.Worker(run, "cpu-9", model, "cpu")
+    stored = json.loads(next(run.rglob("baseline.json")).read_text())
+    monkeypatch.setattr(worker_mod, "baseline_record", lambda ev, m: dict(stored))
+    w._check_baseline(None)  # type: ignore[arg-type]  # same numbers: accepted
+    nll = list(stored["final"]["mean_nll"])
+    nll[-1] += 1e-9
+    other = dict(stored, final={**stored["final"], "mean_nll": nll})
+    monkeypatch.setattr(worker_mod, "baseline_record", lambda ev, m: other)
+    with pytest.raises(EditproofError, match=r"differs from .*baseline\.json in final"):
+        w._check_baseline(None)  # type: ignore[arg-type]
+    w.store.close()

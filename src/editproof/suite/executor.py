@@ -2,9 +2,12 @@
 
 One slot per GPU (or per group of GPUs for a model larger than one), or one CPU slot. A slot
 runs one worker process at a time; a worker keeps one model loaded for all of that model's
-tasks (model affinity). The driver never loads a model: it starts workers, watches them,
-kills a worker whose task runs past the timeout, and replaces a worker that died (its task
-goes back to pending, counted as an attempt). Nothing here waits without a bound.
+tasks (model affinity). When every model has a worker and a slot is still free, a running
+model whose remaining work clearly outweighs the cost of loading another copy gets a replica
+worker there that shares its pending tasks. The driver never loads a model: it starts
+workers, watches them, kills a worker whose task runs past the timeout, and replaces a worker
+that died (its task goes back to pending, counted as an attempt). Nothing here waits
+without a bound.
 
 The interface is deliberately small — ``Executor.run(models)`` — so that a Ray executor can
 stand beside it.
@@ -27,6 +30,11 @@ from editproof.suite.placement import gpu_memory, gpus_needed, weight_bytes
 from editproof.suite.store import Store
 
 POLL_S = 0.25
+# Replicas: tasks a second worker of a model may share, its start cost beyond the measured
+# setup (process start and imports), and how clearly it must pay off.
+REPLICA_TYPES = ("calibrate", "eval", "repeat")
+REPLICA_START_S = 15.0
+REPLICA_MARGIN = 1.5
 
 
 class Executor(Protocol):
@@ -101,10 +109,11 @@ class LocalExecutor:
         self._ctx = mp.get_context("spawn")
         self._deaths: dict[str, int] = {}
         self._serial = 0
+        self._need: dict[str, int] = {}
 
     def run(self, models: list[str]) -> None:
         queue = [m for m in models if self.store.has_open(m)]
-        need = {m: self._units_needed(m) for m in queue}
+        need = self._need = {m: self._units_needed(m) for m in queue}
         free = list(self.slots)
         active: dict[str, _Active] = {}
         try:
@@ -120,13 +129,20 @@ class LocalExecutor:
                         active[act.worker_id] = act
                     else:
                         break  # keep the order: the next model waits for free devices
+                if not queue and free:
+                    replica = self._replica(active, len(free))
+                    if replica is not None:
+                        taken, free = free[: need[replica]], free[need[replica] :]
+                        act = self._start(taken, replica)
+                        active[act.worker_id] = act
                 for key, act in list(active.items()):
                     self._enforce_timeout(act)
                     if act.process.is_alive():
                         continue
                     act.process.join()
                     del active[key]
-                    if self._after_exit(act):
+                    others = any(a.model == act.model for a in active.values())
+                    if self._after_exit(act) and not others:
                         again = self._start(act.slots, act.model)
                         active[again.worker_id] = again
                     else:
@@ -139,6 +155,36 @@ class LocalExecutor:
                     act.process.kill()
                     act.process.join()
             self.store.close()
+
+    def _replica(self, active: dict[str, _Active], free: int) -> str | None:
+        """A model worth a second (third...) worker on free devices, else None.
+
+        With nothing left to start, a free slot loads another copy of a running model and
+        shares its pending tasks (claims are atomic in the store). Worth it when the work
+        left, spread over one more worker, saves more than the copy costs to start: with
+        ``w`` workers, P pending tasks of mean duration a and a start cost s (process,
+        imports, load, baseline), the finish moves from P*a/w to about (P*a + s)/(w + 1),
+        which is earlier when P*a > w*s. The copy re-measures the baseline and must match
+        ``baseline.json`` exactly (worker.py), so the numbers do not depend on who ran a task.
+        """
+        workers: dict[str, int] = {}
+        for act in active.values():
+            workers[act.model] = workers.get(act.model, 0) + 1
+        best: tuple[float, str] | None = None
+        for model, w in workers.items():
+            if self._need.get(model, 1) > free:
+                continue
+            tasks = self.store.tasks(model)
+            setup = [t.seconds for t in tasks if t.type == "setup" and t.status == "done"]
+            took = [t.seconds for t in tasks if t.type in REPLICA_TYPES and t.seconds]
+            pending = sum(1 for t in tasks if t.status == "pending" and t.type in REPLICA_TYPES)
+            if not setup or not took or not pending:
+                continue  # no measured cost yet, or nothing to share
+            left = pending * sum(took) / len(took)
+            start = (setup[0] or 0.0) + REPLICA_START_S
+            if left > REPLICA_MARGIN * w * start and (best is None or left / w > best[0]):
+                best = (left / w, model)
+        return best[1] if best else None
 
     def _units_needed(self, model: str) -> int:
         """GPUs a model needs (1 on CPU and for explicit ``--devices`` slots)."""

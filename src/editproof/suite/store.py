@@ -237,6 +237,12 @@ class Store:
         ).fetchone()
         return bool(row[0])
 
+    def has_pending(self, model: str) -> bool:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM tasks WHERE model=? AND status='pending'", (model,)
+        ).fetchone()
+        return bool(row[0])
+
     def finish(self, task_id: str, outputs: dict[str, str], seconds: float) -> None:
         """Mark done with the sha256 of each output (paths relative to the run dir)."""
         with self._tx() as db:

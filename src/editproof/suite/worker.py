@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from editproof.evaluation import Evaluator
 
 EXIT_POISONED = 3
+WAIT_S = 0.5
+# What a worker's re-measured baseline must share with baseline.json, exactly.
+BASELINE_KEYS = (
+    "weight_sha256", "plan_digest", "seq_len", "dtype", "preview", "final", "guard_contracts",
+)  # fmt: skip
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 60.0
 
@@ -111,7 +116,25 @@ class Worker:
             # seconds, naming the spec.
             self._ev = Evaluator(cfg, self._say, edits=self._specs(), on_windows=self._windows)
             self.timings["evaluator_setup"] = time.perf_counter() - t0
+            self._check_baseline(self._ev)
         return self._ev
+
+    def _check_baseline(self, ev: Evaluator) -> None:
+        """A worker that did not write ``baseline.json`` (a replica on another GPU, or one
+        started after a crash) must have measured exactly that baseline; otherwise its
+        reports would compare against other numbers than the suite's."""
+        path = self.run_dir / layout.baseline(self.config, self.model)
+        if not path.is_file():
+            return
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        mine = baseline_record(ev, self.model)
+        differs = [k for k in BASELINE_KEYS if stored.get(k) != mine.get(k)]
+        if differs:
+            raise EditproofError(
+                f"worker {self.id} measured a baseline that differs from "
+                f"{path.relative_to(self.run_dir)} in {', '.join(differs)}: the model, text or "
+                "numerics are not reproducible here (try --determinism strict)"
+            )
 
     def _specs(self) -> list[str]:
         specs = {
@@ -139,11 +162,21 @@ class Worker:
 
     def run(self) -> int:
         self.store.heartbeat(self.id, pid=os.getpid(), model=self.model, device=self.device)
+        waiting = False
         try:
             while True:
                 task = self.store.claim(self.model, self.id)
                 if task is None:
-                    return 0
+                    if not self.store.has_pending(self.model):
+                        return 0
+                    # Pending tasks wait for a task another worker of this model is running,
+                    # or for their backoff: keep the model loaded and wait.
+                    if not waiting:
+                        self.store.heartbeat(self.id, task=None, phase="waiting")
+                        waiting = True
+                    time.sleep(WAIT_S)
+                    continue
+                waiting = False
                 self._task = task
                 self.store.heartbeat(self.id, task=task.id, phase="starting", done=0, total=0)
                 try:
