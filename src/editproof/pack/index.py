@@ -356,7 +356,7 @@ def _failed_rows(v: FinalVerdict, matches: dict[Key, Match | None]) -> list[Fail
         scope = ", ".join(
             f"{label} {value}"
             for label, value in (("model", f.model), ("scenario", f.scenario), ("guard", f.guard))
-            if value
+            if value and value not in f.message
         )
         runs = []
         for run in f.failures:
@@ -364,7 +364,7 @@ def _failed_rows(v: FinalVerdict, matches: dict[Key, Match | None]) -> list[Fail
             match = matches.get(key)
             html, js = _links(match)
             if match is not None:
-                report = str(match.cert.path)
+                report = str(match.cert.dir / HTML_NAME if match.cert.html else match.cert.path)
             elif run.path:
                 report = f"{run.path} (run dir; not in the pack)"
             else:
@@ -537,6 +537,7 @@ def render_index(root: Path) -> str:
         metadata_files=_listing(root, METADATA),
         pack_files=[(name, _href(name)) for name in PACK_FILES],
         n_certs=len(certs),
+        show_model=len(v.models) > 1,
         n_bound=len(bound),
         renderer_version=__version__,
     )
