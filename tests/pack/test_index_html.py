@@ -258,3 +258,36 @@ def test_chromium_shows_the_verdict(
     assert count_colour(shot, rgb, rows=260) > 5000
     other = FAIL_RGB if rgb == PASS_RGB else PASS_RGB
     assert count_colour(shot, other, rows=260) == 0
+
+
+def test_preview_script_stages_a_run_dir(tmp_path: Path) -> None:
+    """scripts/html_preview.py (how the docs screenshot is made) on a run-dir layout."""
+    from editproof.report.io import report_json
+    from editproof.verdict.write import write_verdict
+
+    inputs, reports = suite()
+    run = tmp_path / "run"
+    write_verdict(_mkdir(run / "reports"), compile_verdict(inputs, reports))
+    for path, (report, data) in reports.items():
+        (_mkdir((run / path).parent) / "evaluation.report.json").write_bytes(data)
+        assert data == report_json(report).encode()
+    script = Path(__file__).resolve().parents[2] / "scripts" / "html_preview.py"
+    res = subprocess.run(
+        [sys.executable, str(script), str(run), str(tmp_path / "preview")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(script.parents[1] / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("PASS: ")
+    html = (tmp_path / "preview" / "index.html").read_text()
+    assert links(html).badge == ["PASS"] and "not in this pack" not in html
+    assert (
+        tmp_path / "preview" / "certs" / "m1" / "quant_4bit_clean" / "run_1" / "evaluation.html"
+    ).is_file()
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
