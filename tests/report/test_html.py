@@ -154,7 +154,7 @@ def test_pass_page_contents() -> None:
     assert f"[{pm.display_ci[0]:.4f}, {pm.display_ci[1]:.4f}]" in html
     assert f"{pm.baseline_ppl:.3f}" in html and f"{pm.subject_ppl:.3f}" in html
     assert "95% CI" in html
-    assert html.count("<svg") == 2
+    assert html.count("<svg") == 3
     # Full weight digest in a title attribute, shortened in the text.
     sha = r.subject.model.weight_sha256
     assert f'title="{sha}"' in html and f">{sha[:12]}\u2026<" in html
@@ -191,7 +191,7 @@ def test_invalid_metric_after_bootstrap() -> None:
     html = render_html(_overflowed(report("pass")))
     assert "perplexity ratio overflows" in html
     assert walk(html).badge == ["FAIL"]
-    assert html.count("<svg") == 2  # the windows themselves are still fine to plot
+    assert html.count("<svg") == 3  # the windows themselves are still fine to plot
 
 
 def test_unpaired_windows_omit_charts() -> None:

@@ -1,4 +1,4 @@
-"""Inline SVG charts for the HTML report: per-window delta histogram and NLL scatter.
+"""Inline SVG charts for the HTML report: per-window delta bars and histogram, NLL scatter.
 
 Built from numbers and fixed labels only (labels are escaped anyway), so the markup can be
 marked safe in the template. No chart library: the page must stay self-contained.
@@ -7,7 +7,7 @@ marked safe in the template. No chart library: the page must stay self-contained
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from markupsafe import Markup, escape
@@ -29,6 +29,7 @@ class Pairs:
     total: int
     skipped: int
     problem: str | None  # why the arms cannot be paired (then nothing is plotted)
+    ids: list[str] = field(default_factory=list)  # window id of each pair
 
     @property
     def n(self) -> int:
@@ -53,13 +54,15 @@ def final_pairs(report: EvaluationReport) -> Pairs:
     if problem is not None:
         # Different windows (or tokens) in the two arms: per-window comparison is meaningless.
         return Pairs([], [], [], total, total, problem)
-    bs, ss, ws = [], [], []
-    for b, s, w in zip(base.mean_nll, subj.mean_nll, subj.token_counts, strict=True):
+    bs, ss, ws, ids = [], [], [], []
+    rows = zip(base.mean_nll, subj.mean_nll, subj.token_counts, subj.window_ids, strict=True)
+    for b, s, w, i in rows:
         if b is not None and s is not None and math.isfinite(b) and math.isfinite(s):
             bs.append(b)
             ss.append(s)
             ws.append(float(w))
-    return Pairs(bs, ss, ws, total, total - len(bs), problem)
+            ids.append(i)
+    return Pairs(bs, ss, ws, total, total - len(bs), problem, ids)
 
 
 # --- inline SVG ----------------------------------------------------------------------------
@@ -224,6 +227,56 @@ def scatter_svg(pairs: Pairs) -> Markup:
     parts.append(
         f'<text class="axis-label" text-anchor="middle" transform="translate(12 '
         f'{_f(mt + plot / 2)}) rotate(-90)">subject NLL</text>'
+    )
+    parts.append("</svg>")
+    return Markup("\n".join(parts))
+
+
+def delta_bars_svg(pairs: Pairs) -> Markup:
+    """Subject minus baseline mean NLL of each final window, in stored window order."""
+    deltas = pairs.deltas
+    lo, hi = _padded(min(0.0, *deltas), max(0.0, *deltas), 0.08)
+    width, height = 860.0, 200.0
+    ml, mr, mt, mb = 52.0, 14.0, 12.0, 40.0
+    pw, ph = width - ml - mr, height - mt - mb
+    n = len(deltas)
+    slot = pw / n
+
+    def sy(v: float) -> float:
+        return mt + (hi - v) / (hi - lo) * ph
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        f'aria-label="Change in log-loss of each final window, in window order">',
+        "<title>\u0394 mean NLL per final window, subject \u2212 baseline, in window order</title>",
+    ]
+    ticks, decimals = _nice_ticks(lo, hi, 4)
+    for t in ticks:
+        parts.append(
+            f'<line class="grid" x1="{_f(ml)}" x2="{_f(ml + pw)}" y1="{_f(sy(t))}" '
+            f'y2="{_f(sy(t))}" />'
+        )
+        parts.append(_text(ml - 6, sy(t) + 4, fixed(t, decimals), anchor="end"))
+    zero = sy(0.0)
+    gap = min(1.0, slot * 0.2)
+    for k, (d, wid) in enumerate(zip(deltas, pairs.ids or [""] * n, strict=True)):
+        top, bottom = (sy(d), zero) if d >= 0 else (zero, sy(d))
+        css = "dbar worse" if d > 0 else "dbar"
+        label = f"{wid}: {signed(d, 5)}" if wid else f"window {k + 1}: {signed(d, 5)}"
+        parts.append(
+            f'<rect class="{css}" x="{_f(ml + k * slot + gap / 2)}" y="{_f(top)}" '
+            f'width="{_f(max(slot - gap, 0.5))}" height="{_f(max(bottom - top, 0.5))}">'
+            f"<title>{escape(label)}</title></rect>"
+        )
+    parts.append(
+        f'<line class="axis" x1="{_f(ml)}" x2="{_f(ml + pw)}" y1="{_f(zero)}" y2="{_f(zero)}" />'
+    )
+    for k in sorted({0, n // 4, n // 2, 3 * n // 4, n - 1}):
+        parts.append(_text(ml + (k + 0.5) * slot, mt + ph + 15, str(k + 1)))
+    parts.append(_text(ml + pw / 2, height - 6, "final window (stored order)", css="axis-label"))
+    parts.append(
+        f'<text class="axis-label" text-anchor="middle" transform="translate(12 '
+        f'{_f(mt + ph / 2)}) rotate(-90)">\u0394 NLL</text>'
     )
     parts.append("</svg>")
     return Markup("\n".join(parts))

@@ -17,7 +17,7 @@ from importlib import resources
 from jinja2 import Environment, StrictUndefined, Template
 
 from editproof import __version__
-from editproof.report.charts import final_pairs, histogram_svg, scatter_svg
+from editproof.report.charts import delta_bars_svg, final_pairs, histogram_svg, scatter_svg
 from editproof.report.format import (
     DASH,
     FILTERS,
@@ -55,6 +55,7 @@ def render_html(report: EvaluationReport) -> str:
         dataset_rows=_dataset_rows(report),
         provenance_rows=_provenance_rows(report),
         pairs=pairs,
+        bars=delta_bars_svg(pairs) if pairs.n else None,
         histogram=histogram_svg(pairs) if pairs.n else None,
         scatter=scatter_svg(pairs) if pairs.n else None,
         renderer_version=__version__,
