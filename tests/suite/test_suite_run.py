@@ -76,6 +76,33 @@ def _verdict(run: Path) -> dict[str, Any]:
             "records": len(v["records"])}  # fmt: skip
 
 
+def _records(run: Path) -> dict[str, Any]:
+    """records.jsonl, records.csv (through pandas) and junit.xml (through junitparser) of a run,
+    checked against each other and the verdict: one row and one test case per planned run."""
+    pd = pytest.importorskip("pandas")
+    junitparser = pytest.importorskip("junitparser")
+    v = json.loads((run / "reports" / "final_verdict.json").read_text())
+    rows = [json.loads(line) for line in (run / "reports/records.jsonl").read_text().splitlines()]
+    df = pd.read_csv(run / "reports" / "records.csv")
+    assert len(df) == len(rows) and list(df["scenario"]) == [r["scenario"] for r in rows]
+    with_report = [r for r in rows if r["report_path"] is not None]
+    assert len(with_report) == len(v["records"])
+    assert [(r["scenario"], r["run"], r["report_digest"]) for r in with_report] == [
+        (r["scenario"], r["run"], r["report_digest"]) for r in v["records"]
+    ]
+    assert df["run"].dtype == "int64" and df["passed"].dtype == bool
+    assert df["detectors_hit"].dtype == bool and df["flag_spectral"].dtype == bool
+    if with_report:
+        assert df["ratio"].dtype == "float64" and df["tokens_final"].notna().any()
+        assert df["model_weight_sha256"].str.len().eq(64).all()
+    xml = junitparser.JUnitXml.fromfile(str(run / "reports" / "junit.xml"))
+    suites = list(xml)
+    assert [s.name for s in suites] == [*v["models"], "editproof.verdict"]
+    cases = [c for s in suites[:-1] for c in s]
+    assert [c.name for c in cases] == [f"{r['scenario']}[run_{r['run']}]" for r in rows]
+    return {"rows": rows, "df": df, "cases": cases, "suites": suites}
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("suite") / "ref"
@@ -92,7 +119,8 @@ def test_run_dir_layout_and_verdict(reference: Path) -> None:
                 "reports/final_verdict.json", "reports/final_verdict.txt",
                 "reports/category_summary.json", "reports/guard_signal_summary.json",
                 "reports/guard_intervention_summary.json", "reports/scenario_signal_summary.json",
-                "reports/detection_matrix.json"):  # fmt: skip
+                "reports/detection_matrix.json", "reports/records.jsonl",
+                "reports/records.csv", "reports/junit.xml"):  # fmt: skip
         assert (run / rel).is_file(), rel
     tasks = _tasks(run)
     assert all(t["status"] == "done" for t in tasks.values()), tasks
@@ -108,6 +136,15 @@ def test_run_dir_layout_and_verdict(reference: Path) -> None:
     assert v["verdict"] in ("PASS", "FAIL") and len(v["records"]) == 10
     nan = [r for r in v["records"] if r["scenario"] == "nan_injection"]
     assert nan and all(r["detectors_hit"] for r in nan)  # the fault is caught on every run
+    rec = _records(run)
+    assert len(rec["rows"]) == len(v["records"]) == 10 and len(rec["cases"]) == 10
+    assert set(rec["df"]["status"]) <= {"PASS", "FAIL"}
+    assert {c.classname for c in rec["cases"]} >= {f"{v['models'][0]}.error_injection"}
+    failed_runs = {(f["scenario"], f["run"]) for fr in v["failed_requirements"]
+                   for f in fr["failures"]}  # fmt: skip
+    for c in rec["cases"]:
+        scenario, run_no = c.name.removesuffix("]").split("[run_")
+        assert c.is_passed == ((scenario, int(run_no)) not in failed_runs), c.name
     revs = json.loads((run / "state/model_revisions.json").read_text())
     assert len(next(iter(revs["models"].values()))["weight_sha256"]) == 64
     assert not list(run.rglob(".*.tmp*")) and not [p for p in run.rglob(".evaluation*")]
@@ -219,6 +256,10 @@ def test_task_timeout_kills_and_gives_up(tiny_dir: Path, tmp_path: Path) -> None
     assert [e["kind"] for e in tries] == ["timeout"] * 3
     verdict = json.loads((out / "reports" / "final_verdict.json").read_text())
     assert verdict["verdict"] == "FAIL" and verdict["failures"]
+    rec = _records(out)  # no report at all: every planned run is a row, an error in JUnit
+    assert len(rec["rows"]) == 10 and set(rec["df"]["status"]) == {"ERROR"}
+    junitparser = pytest.importorskip("junitparser")
+    assert all(c.result and isinstance(c.result[0], junitparser.Error) for c in rec["cases"])
 
 
 def test_errors_only_judges_the_fault_scenarios(tiny_dir: Path, tmp_path: Path) -> None:
@@ -233,6 +274,8 @@ def test_errors_only_judges_the_fault_scenarios(tiny_dir: Path, tmp_path: Path) 
                                                      "norm_collapse"}  # fmt: skip
     assert "--errors-only: fault scenarios only" in v["relaxations"]
     assert "scenario_coverage" not in {f["requirement"] for f in v["failed_requirements"]}
+    rec = _records(out)  # the recompiled verdict's view: fault scenarios only
+    assert set(rec["df"]["scenario"]) == {"nan_injection", "shape_mismatch", "norm_collapse"}
 
 
 def test_replica_worker_shares_a_model_with_the_same_numbers(

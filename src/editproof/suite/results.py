@@ -81,7 +81,7 @@ def finish_run(
     if config.mode == "calibrate-only":
         return None, None
     from editproof.verdict.compile import compile_verdict
-    from editproof.verdict.write import load_reports, write_verdict
+    from editproof.verdict.write import load_reports, write_records, write_verdict
 
     if config.mode == "errors-only":
         # Only the fault scenarios ran: the verdict judges those, and says so.
@@ -97,6 +97,7 @@ def finish_run(
     reports = load_reports(run_dir, inputs.reports)
     verdict = compile_verdict(inputs, reports)
     write_verdict(run_dir / layout.REPORTS, verdict)
+    write_records(run_dir / layout.REPORTS, verdict, inputs, reports)
     return verdict.verdict, run_dir / layout.REPORTS / "final_verdict.json"
 
 

@@ -29,7 +29,7 @@ from editproof.verdict.views import (
 GUARDS = ("invariants", "spectral", "rmt", "variance")
 Cmp = Literal["<=", ">="] | None
 # Per guard: (measured key, threshold key or None, comparison).
-_KEYS: dict[str, list[tuple[str, str | None, Cmp]]] = {
+GUARD_KEYS: dict[str, list[tuple[str, str | None, Cmp]]] = {
     "invariants": [
         ("non_finite_values", None, None),
         ("shape_changes", None, None),
@@ -92,7 +92,7 @@ def guard_cell(report: EvaluationReport, name: str) -> GuardCell:
         return GuardCell(name=name, status="not_run", enforced=None, values=[], violations=0)
     values = [
         _value(key, result.measured.get(key), result.thresholds.get(t) if t else None, cmp)
-        for key, t, cmp in _KEYS.get(name, [])
+        for key, t, cmp in GUARD_KEYS.get(name, [])
         if key in result.measured
     ]
     if name == "rmt":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from editproof.errors import (
 from editproof.fileio import atomic_write_text
 from editproof.report.io import parse_report
 from editproof.report.model import EvaluationReport
+from editproof.verdict.export_records import record_rows, records_csv, records_jsonl
+from editproof.verdict.junit import junit_xml
 from editproof.verdict.model import FinalVerdict, ReportRef, VerdictInputs
 from editproof.verdict.text import final_verdict_text
 
@@ -28,6 +30,9 @@ GUARD_SIGNAL_SUMMARY = "guard_signal_summary.json"
 GUARD_INTERVENTION_SUMMARY = "guard_intervention_summary.json"
 SCENARIO_SIGNAL_SUMMARY = "scenario_signal_summary.json"
 DETECTION_MATRIX = "detection_matrix.json"
+RECORDS_JSONL = "records.jsonl"
+RECORDS_CSV = "records.csv"
+JUNIT_XML = "junit.xml"
 VERDICT_FILES = (
     FINAL_JSON,
     FINAL_TEXT,
@@ -37,6 +42,8 @@ VERDICT_FILES = (
     SCENARIO_SIGNAL_SUMMARY,
     DETECTION_MATRIX,
 )
+# Written beside the verdict files by every suite run (write_records).
+RECORD_FILES = (RECORDS_JSONL, RECORDS_CSV, JUNIT_XML)
 
 
 def model_json(model: BaseModel) -> str:
@@ -62,6 +69,27 @@ def write_verdict(
         SCENARIO_SIGNAL_SUMMARY: model_json(v.scenario_signal_summary),
         DETECTION_MATRIX: model_json(v.detection_matrix),
     }
+    return _write_all(reports_dir, texts)
+
+
+def write_records(
+    reports_dir: Path,
+    v: FinalVerdict,
+    inputs: VerdictInputs,
+    reports: Mapping[str, tuple[EvaluationReport, bytes]],
+) -> list[Path]:
+    """Write ``records.jsonl``, ``records.csv`` and ``junit.xml`` of a compiled verdict,
+    each atomically; ``v`` must be ``compile_verdict(inputs, reports)``."""
+    rows = record_rows(v, inputs, reports)
+    texts = {
+        RECORDS_JSONL: records_jsonl(rows),
+        RECORDS_CSV: records_csv(rows),
+        JUNIT_XML: junit_xml(v, rows),
+    }
+    return _write_all(reports_dir, texts)
+
+
+def _write_all(reports_dir: Path, texts: Mapping[str, str]) -> list[Path]:
     written = []
     for name, text in texts.items():
         path = reports_dir / name
