@@ -27,6 +27,32 @@ SHAPES: dict[str, dict[str, Any]] = {
         "num_key_value_heads": 8,
         "tie_word_embeddings": True,
     },
+    # Qwen2.5-14B: 14.8B parameters at its 152k vocabulary (fewer with ours), GQA 40/8.
+    "qwen2.5-14b": {
+        "arch": "qwen2",
+        "vocab_size": 152064,
+        "hidden_size": 5120,
+        "intermediate_size": 13824,
+        "num_hidden_layers": 48,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 32768,
+        "rope_theta": 1000000.0,
+        "rms_norm_eps": 1e-6,
+    },
+    # Qwen1.5-72B: 72B parameters, full multi-head attention, 152k vocabulary.
+    "qwen1.5-72b": {
+        "arch": "qwen2",
+        "vocab_size": 152064,
+        "hidden_size": 8192,
+        "intermediate_size": 24576,
+        "num_hidden_layers": 80,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 64,
+        "max_position_embeddings": 32768,
+        "rope_theta": 1000000.0,
+        "rms_norm_eps": 1e-6,
+    },
     "tiny": {
         "arch": "llama",
         "vocab_size": 4096,
@@ -54,6 +80,7 @@ def build(name: str, device: str, dtype: Any) -> tuple[Any, int]:
     config_cls, model_cls = {
         "mistral": (tf.MistralConfig, tf.MistralForCausalLM),
         "llama": (tf.LlamaConfig, tf.LlamaForCausalLM),
+        "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM),
     }[arch]
     config = config_cls(**spec)
     torch.manual_seed(0)
@@ -61,6 +88,25 @@ def build(name: str, device: str, dtype: Any) -> tuple[Any, int]:
         model = model_cls._from_config(config, dtype=dtype)
     model.eval().requires_grad_(False)
     return model, int(config.vocab_size)
+
+
+def config_dir(name: str, work: Any, vocab_size: int = 24763) -> str:
+    """A ``random:`` source for shape ``name``: its config.json and a tokenizer trained with
+    ``vocab_size`` tokens (ids below the model's vocabulary), no weights; the model is drawn
+    on the GPUs when a worker loads it."""
+    from pathlib import Path
+
+    import transformers as tf
+
+    target = Path(work) / f"{name}-config"
+    if not (target / "config.json").exists():
+        spec = dict(SHAPES[name])
+        arch = spec.pop("arch")
+        config_cls = {"mistral": tf.MistralConfig, "llama": tf.LlamaConfig,
+                      "qwen2": tf.Qwen2Config}[arch]  # fmt: skip
+        config_cls(**spec).save_pretrained(str(target))
+        train_tokenizer(vocab_size).save_pretrained(str(target))
+    return f"random:{target}"
 
 
 def train_tokenizer(vocab_size: int) -> Any:

@@ -95,25 +95,33 @@ def load_model(
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    target = dev  # where a random-init model is built: "cuda" = across the visible GPUs
     if dev.startswith("cuda"):
         # Stream weights straight to the card, no host copy. Plain "cuda" with several GPUs
         # visible (a suite worker's GPU group) fills them in order, so a model larger than
         # one GPU spans the group and a smaller one stays on the first.
         spread = device == "cuda" and torch.cuda.device_count() > 1
         kwargs["device_map"] = "sequential" if spread else dev
+        target = "cuda" if spread else dev
     location, extra = _location(source)
     extra["local_files_only"] = not net
     kwargs.update(extra)
     started = time.perf_counter()
     with network(net):
         try:
-            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+            if source.kind == "random":
+                from editproof.lm.random_init import build_random
+
+                assert source.path is not None
+                model = build_random(source.path, source.seed or 0, target, torch_dtype)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
         except torch.cuda.OutOfMemoryError:
             raise EvaluationError(f"out of GPU memory loading '{source.label}' on {dev}") from None
         except MemoryError:
             raise EvaluationError(f"out of host memory loading '{source.label}'") from None
-        except ImportError:
-            raise  # a missing optional package is not a bad file
+        except (ImportError, EvaluationError):
+            raise  # a missing optional package is not a bad file; nor is a full GPU
         except Exception as exc:  # any failure reading a checkpoint is about that checkpoint
             raise _load_error(source, net, exc) from None
         try:
@@ -157,7 +165,7 @@ def _location(source: ModelSource) -> tuple[str, dict[str, Any]]:
     if source.kind == "gguf":
         assert source.path is not None
         return str(source.path.parent), {"gguf_file": source.path.name}
-    if source.kind == "local":
+    if source.kind in ("local", "random"):
         assert source.path is not None
         return str(source.path), {}
     assert source.repo_id is not None
@@ -194,7 +202,7 @@ def _weights_file(source: ModelSource) -> str:
 
     from editproof.lm.preflight import weights_entry
 
-    if source.kind == "gguf":
+    if source.kind in ("gguf", "random"):
         return str(source.path)
     folder: Path | None = source.path
     if source.kind == "demo":

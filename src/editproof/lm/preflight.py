@@ -61,6 +61,7 @@ def preflight_source(spec: str, *, net: bool = False) -> None:
       ``pytorch_model.bin`` equivalents); every safetensors file's header sound
       (:func:`check_safetensors`).
     * a ``.gguf`` file: it starts with the GGUF magic.
+    * ``random:<dir>``: a decoder config the parameter estimate can read, and a tokenizer.
     * a hub id: without ``net``, the local cache holds its config and weights, checked as a
       local directory; with ``net`` nothing (they may still be downloaded).
     """
@@ -73,8 +74,25 @@ def preflight_source(spec: str, *, net: bool = False) -> None:
     elif source.kind == "local":
         assert source.path is not None
         check_model_dir(source.path, label=source.spec)
+    elif source.kind == "random":
+        assert source.path is not None
+        _check_random_dir(source.path, label=source.spec)
     elif not net:
         _check_hub_cache(source)
+
+
+def _check_random_dir(path: Path, *, label: str) -> None:
+    """A random-init source needs a config the estimate can size and a tokenizer."""
+    from editproof.lm.random_init import estimate_parameters
+
+    config = _read_json_object(path / CONFIG_NAME, what="model config")
+    if estimate_parameters(config) is None:
+        raise InvalidInputError(
+            f"'{label}': config.json lacks the decoder fields (hidden_size, num_hidden_layers, "
+            "intermediate_size, vocab_size, num_attention_heads) a random-init model needs"
+        )
+    if not any((path / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json")):
+        raise NotFoundError(f"'{label}': no tokenizer.json or tokenizer_config.json beside it")
 
 
 def check_model_dir(path: Path, *, label: str | None = None) -> list[Path]:

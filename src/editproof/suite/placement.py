@@ -17,6 +17,8 @@ from editproof.lm import parse_source
 
 # Weights x this = memory a worker needs (activations, logits chunks, undo journal copies).
 HEADROOM = 1.25
+# A random-init model is built in bf16 on GPUs (the only place its size matters here).
+RANDOM_BYTES_PER_PARAM = 2
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 
 
@@ -27,6 +29,11 @@ def weight_bytes(model: str) -> int | None:
         return None
     if src.kind == "gguf" and src.path is not None:
         return src.path.stat().st_size
+    if src.kind == "random" and src.path is not None:
+        from editproof.lm.random_init import estimate_parameters, read_config
+
+        params = estimate_parameters(read_config(src.path))
+        return params * RANDOM_BYTES_PER_PARAM if params else None
     folder: Path | None = src.path if src.kind == "local" else _hub_snapshot(src.repo_id)
     if folder is None or not folder.is_dir():
         return None

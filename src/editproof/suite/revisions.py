@@ -70,6 +70,8 @@ def resolve_revisions(
         src = parse_source(model)
         if src.kind != "hub":
             entries[model] = {"kind": src.kind, "path": str(src.path) if src.path else None}
+            if src.kind == "random":
+                entries[model]["seed"] = src.seed
             continue
         assert src.repo_id is not None
         if net:

@@ -87,6 +87,8 @@ def model_dir_name(model_id: str) -> str:
     src = parse_source(model_id)
     if src.path is not None:
         name = src.path.stem if src.kind == "gguf" else src.path.name
+        if src.kind == "random":
+            name = f"{name}_random{src.seed}"
     else:
         name = model_id.strip().replace("@", "/")
     return safe_model_id(name.replace(" ", "_"))
