@@ -116,21 +116,34 @@ def hooked(branches: Sequence[Branch], fn: TensorHook) -> Iterator[Callable[[Any
     """Call ``fn(branch, output, mask)`` on every forward of every branch.
 
     Yields a setter for the current batch's token mask (hooks cannot see the forward's
-    arguments). The hooks are always removed, whatever happens inside the block.
+    arguments), handed to each hook on the device of that branch's output. The hooks are
+    always removed, whatever happens inside the block.
     """
-    state: dict[str, Any] = {"mask": None}
     handles = []
+    # The mask as set, and its copies on the other devices of a model spread over GPUs.
+    masks: dict[Any, Any] = {}
+
+    def mask_on(device: Any) -> Any:
+        if device not in masks and masks:
+            masks[device] = next(iter(masks.values())).to(device)
+        return masks.get(device)
 
     def make(branch: Branch) -> Callable[[Any, Any, Any], None]:
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            fn(branch, first_tensor(output), state["mask"])
+            out = first_tensor(output)
+            fn(branch, out, mask_on(out.device))
 
         return hook
+
+    def set_mask(mask: Any) -> None:
+        masks.clear()
+        if mask is not None:
+            masks[mask.device] = mask
 
     try:
         for branch in branches:
             handles.append(branch.module.register_forward_hook(make(branch)))
-        yield lambda mask: state.__setitem__("mask", mask)
+        yield set_mask
     finally:
         for handle in handles:
             handle.remove()

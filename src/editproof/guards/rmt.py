@@ -174,8 +174,10 @@ class RmtGuard:
         if names:  # one transfer for every module's totals
             import torch
 
-            totals = torch.stack([torch.as_tensor(sums[n]) for n in names]).tolist()
-            counts = torch.stack([torch.as_tensor(weights[n]) for n in names]).tolist()
+            # On one device: the modules of a model spread over GPUs sit on several.
+            home = torch.as_tensor(sums[names[0]]).device
+            totals = torch.stack([torch.as_tensor(sums[n]).to(home) for n in names]).tolist()
+            counts = torch.stack([torch.as_tensor(weights[n]).to(home) for n in names]).tolist()
             sums = dict(zip(names, totals, strict=True))
             weights = dict(zip(names, counts, strict=True))
         modules: dict[str, dict[str, Any]] = {}

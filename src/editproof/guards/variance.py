@@ -134,7 +134,8 @@ class VarianceGuard:
             names = list(per_token)
             tokens = [torch.cat(per_token[n]).double() for n in names]
             # Two numbers per branch, one transfer for all of them.
-            both = torch.stack([torch.stack([t.mean(), t.quantile(0.5)]) for t in tokens])
+            home = tokens[0].device  # a model spread over GPUs has branches on several
+            both = torch.stack([torch.stack([t.mean(), t.quantile(0.5)]).to(home) for t in tokens])
             stats = dict(zip(names, [tuple(r) for r in both.tolist()], strict=True))
         data = {
             "branches": {

@@ -98,10 +98,10 @@ def load_model(
     target = dev  # where a random-init model is built: "cuda" = across the visible GPUs
     if dev.startswith("cuda"):
         # Stream weights straight to the card, no host copy. Plain "cuda" with several GPUs
-        # visible (a suite worker's GPU group) fills them in order, so a model larger than
-        # one GPU spans the group and a smaller one stays on the first.
+        # visible (a suite worker's GPU group) shares the layers evenly over them, so each
+        # keeps the same headroom for activations and undo copies.
         spread = device == "cuda" and torch.cuda.device_count() > 1
-        kwargs["device_map"] = "sequential" if spread else dev
+        kwargs["device_map"] = "balanced" if spread else dev
         target = "cuda" if spread else dev
     location, extra = _location(source)
     extra["local_files_only"] = not net

@@ -63,9 +63,9 @@ def read_config(folder: Path) -> dict[str, Any]:
 def build_random(folder: Path, seed: int, device: str, dtype: torch.dtype) -> Any:
     """The model of ``folder/config.json``, initialised from ``seed`` on ``device``.
 
-    ``device`` is ``cpu``, ``cuda:N``, or ``cuda`` with several GPUs visible: then modules go
-    to the GPUs in order (``device_map="sequential"``), each filled to ``GPU_FILL`` of its
-    free memory, and hooks move activations between them.
+    ``device`` is ``cpu``, ``cuda:N``, or ``cuda`` with several GPUs visible: then the layers
+    are shared evenly over the GPUs in order (``device_map="balanced"``, at most ``GPU_FILL``
+    of each one's free memory), and hooks move activations between them.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -101,17 +101,19 @@ def _placement(model: Any, device: str, dtype: torch.dtype) -> dict[str, str]:
     if device != "cuda" or torch.cuda.device_count() < 2:
         return {"": "cuda:0" if device == "cuda" else device}
     from accelerate import infer_auto_device_map
+    from accelerate.utils import get_balanced_memory
 
     budget: dict[int | str, int | str] = {}
     for index in range(torch.cuda.device_count()):
         free, _ = torch.cuda.mem_get_info(index)
         budget[index] = int(free * GPU_FILL)
     budget["cpu"] = 0
+    keep = list(getattr(model, "_no_split_modules", None) or [])
+    # Even shares: every GPU keeps the same headroom for activations and undo copies.
+    budget = dict(get_balanced_memory(model, budget, keep, dtype))
+    budget["cpu"] = 0
     plan = infer_auto_device_map(
-        model,
-        max_memory=budget,
-        no_split_module_classes=list(getattr(model, "_no_split_modules", None) or []),
-        dtype=dtype,
+        model, max_memory=budget, no_split_module_classes=keep, dtype=dtype
     )
     off = sorted({str(v) for v in plan.values() if not isinstance(v, int)})
     if off:

@@ -168,15 +168,21 @@ def _batch_nll(
     else:
         hidden = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
         head = None
+    # A model spread over several GPUs returns its last states (or logits) on the last
+    # one, and the head may sit on yet another: the loss is taken where the logits are.
+    out = hidden.device
+    if head is not None:
+        out = head.weight.device if head.weight.device.type != "meta" else out
+    ids, mask, hidden = ids.to(out), mask.to(out), hidden.to(out)
     # Position t predicts token t+1; both must be real tokens.
     valid = (mask[:, 1:] & mask[:, :-1]).bool()
     targets = ids[:, 1:][valid]
     states = hidden[:, :-1][valid]
-    rows = torch.arange(len(chunk), device=dev).unsqueeze(1).expand_as(valid)[valid]
+    rows = torch.arange(len(chunk), device=out).unsqueeze(1).expand_as(valid)[valid]
     width = head.weight.shape[0] if head is not None else states.shape[-1]
     budget = LOGITS_CHUNK_BYTES_CUDA if states.device.type == "cuda" else LOGITS_CHUNK_BYTES
     step = max(1, budget // (4 * width))
-    nll = torch.empty(targets.shape[0], dtype=torch.float32, device=dev)
+    nll = torch.empty(targets.shape[0], dtype=torch.float32, device=out)
     for lo in range(0, targets.shape[0], step):
         part = states[lo : lo + step]
         logits = (head(part) if head is not None else part).float()
@@ -184,7 +190,7 @@ def _batch_nll(
             -1, targets[lo : lo + step].unsqueeze(-1)
         ).squeeze(-1)
     # Sum per window in float64 so long windows do not lose precision.
-    sums = torch.zeros(len(chunk), dtype=torch.float64, device=dev)
+    sums = torch.zeros(len(chunk), dtype=torch.float64, device=out)
     sums.index_add_(0, rows, nll.double())
     counts = valid.sum(dim=1)
     return sums.cpu().numpy(), counts.cpu().numpy().astype(np.int64)
