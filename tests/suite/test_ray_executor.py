@@ -131,3 +131,58 @@ def test_executor_usage_errors(
     res = cli("suite", "--suite", "demo", "--out", str(out), *flags)
     assert res.code == 2 and message in res.err
     assert not out.exists()
+
+
+def test_timeout_kills_the_actor_and_gives_up(
+    ray_address: str, tiny_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "t"
+    ray = ["--executor", "ray", "--ray-address", ray_address, "--task-timeout", "0.001"]
+    res = _run(_args(tiny_dir, out, "--scenario-ids", "nan_injection", *ray))
+    assert res.returncode == 1, res.stderr  # every attempt timed out: the verdict fails
+    setup = _tasks(out)["setup/llama"]
+    assert setup["status"] == "failed" and setup["attempts"] == 3
+    errors = json.loads((out / "state" / "errors.json").read_text())["errors"]
+    tries = [e for e in errors if e["task"] == "setup/llama" and not e["final"]]
+    assert [e["kind"] for e in tries] == ["timeout"] * 3
+    workers = json.loads((out / "state" / "timings.json").read_text())["workers"]
+    assert len(workers) == 3 and all(w["exit_code"] == "killed (timeout)" for w in workers.values())
+
+
+def test_a_dead_actor_is_replaced_and_its_task_retried(
+    local_run: Path, ray_address: str, tiny_dir: Path, tmp_path: Path
+) -> None:
+    import signal
+    import sqlite3
+    import subprocess
+    import time
+
+    out = tmp_path / "d"
+    args = _args(tiny_dir, out, "--executor", "ray", "--ray-address", ray_address)
+    env = {**_env(), "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    killed = False
+    deadline = time.time() + 300
+    while not killed and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if _tasks(out).get("setup/llama", {}).get("status") != "running":
+            continue
+        db = sqlite3.connect(out / "state" / "state.sqlite")
+        try:
+            row = db.execute("SELECT pid FROM workers WHERE task='setup/llama'").fetchone()
+        finally:
+            db.close()
+        if row and row[0]:
+            os.kill(row[0], signal.SIGKILL)  # the actor's process, mid-task
+            killed = True
+    _, stderr = proc.communicate(timeout=600)
+    assert killed, "the setup task was not seen running on an actor"
+    assert proc.returncode in (0, 1), stderr
+    tasks = _tasks(out)
+    assert all(v["status"] == "done" for v in tasks.values()), tasks
+    assert tasks["setup/llama"]["attempts"] == 2
+    errors = json.loads((out / "state" / "errors.json").read_text())["errors"]
+    assert any(e["task"] == "setup/llama" and e["kind"] == "worker_died" for e in errors)
+    assert _numbers(out) == _numbers(local_run)

@@ -249,7 +249,7 @@ class RayExecutor:
         act.task = act.ref = None
         self._stop(act, "killed (timeout)")
         act.handle = None
-        return self.store.has_open(act.model)
+        return self._runnable(act.model)
 
     def _died(self, act: _Actor, reason: str, *, orphan: bool = True) -> bool:
         """The actor is gone (or must go). Its running task fails this attempt; a death
@@ -260,7 +260,7 @@ class RayExecutor:
         act.task = act.ref = None
         self._stop(act, "died")
         act.handle = None
-        if not self.store.has_open(act.model):
+        if not self._runnable(act.model):
             return False
         if not orphan:
             self._deaths[act.model] = self._deaths.get(act.model, 0) + 1
@@ -289,6 +289,17 @@ class RayExecutor:
         path = self.run_dir / layout.LOGS / "workers" / f"{act.id}.timings.json"
         atomic_write_text(path, json.dumps(timings, indent=2) + "\n")
         self.store.drop_worker(act.id)
+
+    def _runnable(self, model: str) -> bool:
+        """Whether a replacement actor would find work: an open task not blocked by a failed
+        dependency (which ``Store.claim`` would fail without running it)."""
+        status: dict[str, str] = {}
+        runnable = False
+        for t in self.store.tasks(model):
+            blocked = any(status.get(d) in ("failed", "skipped") for d in t.deps)
+            status[t.id] = "failed" if blocked and t.status == "pending" else t.status
+            runnable = runnable or status[t.id] in ("pending", "running")
+        return runnable
 
     def _fail_open(self, model: str, reason: str) -> None:
         for task in self.store.tasks(model):
