@@ -186,3 +186,27 @@ def test_a_dead_actor_is_replaced_and_its_task_retried(
     errors = json.loads((out / "state" / "errors.json").read_text())["errors"]
     assert any(e["task"] == "setup/llama" and e["kind"] == "worker_died" for e in errors)
     assert _numbers(out) == _numbers(local_run)
+
+
+def test_actor_gpus() -> None:
+    from editproof.errors import UsageError
+    from editproof.suite.ray_executor import actor_gpus
+
+    gib = 1 << 30
+    assert actor_gpus("cpu", 8, 10 * gib, 80 * gib) == 0
+    assert actor_gpus("auto", 0, 10 * gib, None) == 0  # a CPU-only cluster
+    assert actor_gpus("auto", 8, 10 * gib, 80 * gib) == 1
+    assert actor_gpus("auto", 8, None, None) == 1  # sizes unknown: one GPU
+    assert actor_gpus("cuda", 8, 140 * gib, 80 * gib) == 3  # a group: 140 x 1.25 / 80
+    with pytest.raises(UsageError, match="the Ray cluster has no GPU"):
+        actor_gpus("cuda", 0, None, None)
+
+
+def test_written_outputs_carry_the_file_digests(tmp_path: Path) -> None:
+    from editproof.fileio import file_sha256
+    from editproof.suite.task_io import write_outputs
+
+    outputs = {"m/reports/s/run_1/evaluation.report.json": '{"a": "é"}\n', "presets/p.yaml": "x"}
+    digests = write_outputs(tmp_path, outputs)
+    assert digests == {rel: file_sha256(tmp_path / rel) for rel in outputs}
+    assert [p.name for p in tmp_path.rglob(".*")] == []

@@ -56,6 +56,18 @@ def check_ray() -> None:
         raise UsageError(RAY_MISSING)
 
 
+def actor_gpus(
+    device: str, cluster_gpus: int, model_bytes: int | None, gpu_bytes: int | None
+) -> int:
+    """``num_gpus`` for a model's actor: 0 on CPU (``--device cpu``, or ``auto`` on a cluster
+    without GPUs), else the local placement estimate (1 when the sizes are unknown)."""
+    if device == "cpu" or (cluster_gpus == 0 and device == "auto"):
+        return 0
+    if cluster_gpus == 0:
+        raise UsageError(f"--device {device}: the Ray cluster has no GPU")
+    return gpus_needed(model_bytes, gpu_bytes)
+
+
 @dataclass
 class _Actor:
     id: str
@@ -115,15 +127,10 @@ class RayExecutor:
     # -- placement ----------------------------------------------------------------------------
 
     def _placeable(self, model: str) -> bool:
-        cluster = self._ray.cluster_resources()
-        have = int(cluster.get("GPU", 0))
-        if self.config.device == "cpu" or (have == 0 and self.config.device == "auto"):
-            self._gpus[model] = 0
-            return True
-        if have == 0:
-            raise UsageError(f"--device {self.config.device}: the Ray cluster has no GPU")
-        mem = gpu_memory([str(i) for i in range(64)])  # the driver's GPUs, when it has any
-        need = gpus_needed(weight_bytes(model), min(mem.values()) if mem else None)
+        have = int(self._ray.cluster_resources().get("GPU", 0))
+        mem = gpu_memory([str(i) for i in range(64)]) if have else {}  # the driver's GPUs
+        need = actor_gpus(self.config.device, have, weight_bytes(model) if have else None,
+                          min(mem.values()) if mem else None)  # fmt: skip
         if need > have:
             self._fail_open(
                 model,
@@ -191,7 +198,12 @@ class RayExecutor:
         if task is None:
             return False
         act.task, act.dispatched = task, time.time()
-        spec = read_spec(self.run_dir, self.config, task)
+        try:
+            spec = read_spec(self.run_dir, self.config, task)
+        except Exception as exc:  # e.g. a calibration run missing from the run dir
+            apply_failure(self.store, task.id, classify(task, exc, self.config))
+            act.task = None
+            return True
         act.ref = act.handle.run_task.remote(spec)
         self.store.heartbeat(act.id, task=task.id, phase="running on ray", done=0, total=0)
         return True
@@ -229,7 +241,11 @@ class RayExecutor:
             if result.failure.poisoned:
                 return self._died(act, result.failure.message, orphan=False)
             return True
-        digests = write_outputs(self.run_dir, result.outputs)
+        try:
+            digests = write_outputs(self.run_dir, result.outputs)
+        except OSError as exc:  # the driver could not write: this attempt failed
+            apply_failure(self.store, task.id, classify(task, exc, self.config))
+            return True
         seconds = time.time() - act.dispatched
         self.store.finish(task.id, digests, seconds)
         act.task_seconds += seconds
