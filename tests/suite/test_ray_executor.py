@@ -38,6 +38,7 @@ def _run(args: list[str]) -> Any:
 def ray_address() -> Iterator[str]:
     ray = pytest.importorskip("ray")
     os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield str(ctx.address_info["gcs_address"])

@@ -103,12 +103,16 @@ class RayExecutor:
         import ray
 
         self._ray = ray
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a suite runs offline
+        local = (
+            {} if self.address or os.environ.get("RAY_ADDRESS") else {"include_dashboard": False}
+        )
         ray.init(
             address=self.address,
-            include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,
             ignore_reinit_error=True,
+            **local,
         )
         actors: dict[str, _Actor] = {}
         try:
