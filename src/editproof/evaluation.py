@@ -106,13 +106,15 @@ class Evaluator:
         *,
         edits: Sequence[str | EditSpec] | None = None,
         on_windows: WindowsProgress | None = None,
+        tuned: TunedParams | None = None,
     ) -> None:
         self.config = config
         self._say = progress or (lambda _msg: None)
         self._on_windows = on_windows
         # Resolved clean specs -> the tuned params file they came from, for the report.
         self._tuned_sources: dict[tuple[str, str], str] = {}
-        self._tuned: TunedParams | None = None  # read once, on the first spec that needs it
+        # Read once, on the first spec that needs it, unless given (a suite's Ray actor).
+        self._tuned: TunedParams | None = tuned
         # Cheap checks first, so a typo fails before minutes of model loading.
         check_baseline_side(config)
         self.base_src = parse_source(config.baseline)

@@ -33,7 +33,7 @@ def test_parse_random_sources(tmp_path: Path, tiny_tokenizer: Any) -> None:
     assert src.label == f"random:{folder.resolve()}@7"
     assert parse_source(f"random:{folder}").seed == 0
     assert parse_source(f"random:{folder}").identity != src.identity
-    with pytest.raises(NotFoundError, match="needs a directory with a config.json"):
+    with pytest.raises(NotFoundError, match=r"needs a directory with a config\.json"):
         parse_source(f"random:{tmp_path / 'nowhere'}@1")
     with pytest.raises(UsageError):
         parse_source("randomly")

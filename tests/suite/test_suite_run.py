@@ -313,25 +313,17 @@ def test_replica_worker_shares_a_model_with_the_same_numbers(
     assert _verdict(runs["two"]) == _verdict(runs["one"])
 
 
-def test_a_worker_with_another_baseline_is_refused(
-    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import shutil
-
+def test_a_measurer_with_another_baseline_is_refused(reference: Path) -> None:
     from editproof.errors import EditproofError
-    from editproof.suite import worker as worker_mod
+    from editproof.suite.measure import check_baseline
 
-    run = tmp_path / "run"
-    shutil.copytree(reference, run)
-    model = json.loads((run / "state/config.json").read_text())["models"][0]
-    w = worker_mod.Worker(run, "cpu-9", model, "cpu")
-    stored = json.loads(next(run.rglob("baseline.json")).read_text())
-    monkeypatch.setattr(worker_mod, "baseline_record", lambda ev, m: dict(stored))
-    w._check_baseline(None)  # type: ignore[arg-type]  # same numbers: accepted
+    text = next(reference.rglob("baseline.json")).read_text()
+    stored = json.loads(text)
+    check_baseline(text, dict(stored), "m")  # same numbers: accepted
     nll = list(stored["final"]["mean_nll"])
     nll[-1] += 1e-9
     other = dict(stored, final={**stored["final"], "mean_nll": nll})
-    monkeypatch.setattr(worker_mod, "baseline_record", lambda ev, m: other)
-    with pytest.raises(EditproofError, match=r"differs from .*baseline\.json in final"):
-        w._check_baseline(None)  # type: ignore[arg-type]
-    w.store.close()
+    with pytest.raises(EditproofError, match=r"differs from the run's baseline\.json in final"):
+        check_baseline(text, other, "m")
+    with pytest.raises(EditproofError, match="in weight_sha256"):
+        check_baseline(text, dict(stored, weight_sha256="0" * 64), "m")

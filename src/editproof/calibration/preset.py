@@ -356,18 +356,20 @@ def preset_paths(preset: Preset, out_dir: str | Path) -> tuple[Path, Path]:
     return Path(out_dir) / f"{stem}.json", Path(out_dir) / f"{stem}.yaml"
 
 
-def write_preset(preset: Preset, out_dir: str | Path) -> list[Path]:
-    """Write the preset as JSON and as YAML (same content), each atomically."""
+def preset_files(preset: Preset) -> dict[str, str]:
+    """The preset as JSON and as YAML (same content): ``{file name: text}``."""
     yaml = _yaml()
     data = preset.model_dump(mode="json")
-    json_path, yaml_path = preset_paths(preset, out_dir)
-    return write_files(
-        Path(out_dir),
-        {
-            json_path.name: json.dumps(data, indent=2) + "\n",
-            yaml_path.name: yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
-        },
-    )
+    json_path, yaml_path = preset_paths(preset, ".")
+    return {
+        json_path.name: json.dumps(data, indent=2) + "\n",
+        yaml_path.name: yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+    }
+
+
+def write_preset(preset: Preset, out_dir: str | Path) -> list[Path]:
+    """Write the preset as JSON and as YAML (same content), each atomically."""
+    return write_files(Path(out_dir), preset_files(preset))
 
 
 def load_preset(path: str | Path) -> Preset:

@@ -46,6 +46,15 @@ def suite(
         None, "--devices", help="GPU slots: 0,1 (one each) or 0+1,2+3 (groups) [all visible]."
     ),
     device: str = _o.DEVICE,
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="local (worker processes on this host's devices) or ray (Ray actors; needs "
+        "editproof[ray]). A run may be resumed with the other one.",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to join [$RAY_ADDRESS, else a local one]."
+    ),
     provider: str = _o.PROVIDER,
     data: str | None = _o.DATA,
     field: str = _o.FIELD,
@@ -101,6 +110,8 @@ def suite(
         calibration_runs=calibration_runs,
         batch_size=batch_size,
         task_timeout_s=task_timeout,
+        executor=executor,
+        ray_address=ray_address,
     )
     from editproof.cli._suite_view import SuiteView
 

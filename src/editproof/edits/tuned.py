@@ -148,17 +148,22 @@ def load_tuned(path: str | Path) -> TunedParams:
         raise NotFoundError(f"tuned params file not found: {path}") from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read tuned params file {path}: {exc.strerror}") from None
+    return parse_tuned(text, str(path))
+
+
+def parse_tuned(text: str, source: str) -> TunedParams:
+    """Tuned params from the text of a file; ``source`` names that file in errors and reports."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})"
+            f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})"
         ) from None
     try:
         tuned = TunedParams.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInputError(f"{path}: {_first_error(exc)}") from None
-    tuned._source = str(path)
+        raise InvalidInputError(f"{source}: {_first_error(exc)}") from None
+    tuned._source = source
     return tuned
 
 

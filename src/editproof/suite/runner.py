@@ -39,7 +39,7 @@ from editproof.suite.config import (
     differences,
     load_config,
 )
-from editproof.suite.executor import LocalExecutor, device_slots
+from editproof.suite.executor import Executor, LocalExecutor, device_slots
 from editproof.suite.plan import check_specs, plan_tasks
 from editproof.suite.revisions import resolve_revisions
 from editproof.suite.store import Store
@@ -78,6 +78,8 @@ class SuiteOptions:
     calibration_runs: int | None = None
     batch_size: int = 8
     task_timeout_s: float = 6 * 3600
+    executor: str = "local"  # local or ray; not part of the run's parameters (resume may switch)
+    ray_address: str | None = None
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -115,6 +117,7 @@ def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Pa
             raise UsageError(f"{name} is out of range: {value}")
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    _check_executor(opts)
     models = resolve_models(suite, opts.models, opts.env)
     run_dir = opts.out if opts.out is not None else default_out(suite.name)
     resuming = opts.resume or opts.mode == "run-only"
@@ -191,7 +194,8 @@ def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Pa
 
     load_tier(config.tier)  # an unknown tier fails here
     _check_corpus(config)
-    device_slots(config.devices, config.device)  # bad --devices fails here
+    if opts.executor == "local":
+        device_slots(config.devices, config.device)  # bad --devices fails here
     if resuming:
         path = run_dir / layout.CONFIG
         old = load_config(path.read_text("utf-8"), str(path))
@@ -201,6 +205,20 @@ def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Pa
     else:
         _check_fresh(run_dir)
     return config, effective, tuned, run_dir, skips
+
+
+def _check_executor(opts: SuiteOptions) -> None:
+    if opts.executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be local or ray, got '{opts.executor}'")
+    if opts.executor != "ray":
+        if opts.ray_address is not None:
+            raise UsageError("--ray-address needs --executor ray")
+        return
+    if opts.devices:
+        raise UsageError("--devices is for the local executor; Ray places its actors itself")
+    from editproof.suite.ray_executor import check_ray
+
+    check_ray()
 
 
 def _check_resumable(run_dir: Path) -> None:
@@ -313,8 +331,15 @@ def run_suite(
         store.close()
     say(f"run dir {run_dir}: {planned} tasks")
 
-    slots = device_slots(config.devices, config.device)
-    executor = LocalExecutor(run_dir, config, slots, tick=(lambda: tick(run_dir)) if tick else None)
+    on_tick = (lambda: tick(run_dir)) if tick else None
+    executor: Executor
+    if opts.executor == "ray":
+        from editproof.suite.ray_executor import RayExecutor
+
+        executor = RayExecutor(run_dir, config, opts.ray_address, tick=on_tick)
+    else:
+        executor = LocalExecutor(run_dir, config, device_slots(config.devices, config.device),
+                                 tick=on_tick)  # fmt: skip
     timings = {"prepare": time.perf_counter() - started}
     t0 = time.perf_counter()
     executor.run(config.models)

@@ -1,13 +1,14 @@
-"""The model worker: one process, one model loaded once, all of that model's tasks.
+"""The local model worker: one process, one model loaded once, all of that model's tasks.
 
-``run_worker`` is the entry point of a worker process (spawned by the executor). It builds
-one :class:`~editproof.evaluation.Evaluator` (load, windows, baseline measured and guard-
-signed once), then claims its model's tasks from the store one at a time, writes each output
-atomically and only then marks the task done. Errors are classified: user errors
-(``EditproofError`` other than evaluation errors) fail the task at once; an out-of-memory
-error retries with half the batch; anything else retries with backoff up to the attempt
-limit. A failed restore after an edit poisons the process: it exits so that a fresh worker
-reloads the model.
+``run_worker`` is the entry point of a worker process (spawned by the local executor). Its
+:class:`~editproof.suite.measure.Measurer` builds one :class:`~editproof.evaluation.Evaluator`
+(load, windows, baseline measured and guard-signed once); the worker claims its model's
+tasks from the store one at a time, writes each output atomically and only then marks the
+task done. Errors are classified (:func:`~editproof.suite.task_io.classify`): user errors
+fail the task at once; an out-of-memory error retries with half the batch; anything else
+retries with backoff up to the attempt limit. A failed restore after an edit poisons the
+process: it exits so that a fresh worker reloads the model. The Ray executor runs the same
+Measurer in an actor and does the claiming and writing in its driver.
 """
 
 from __future__ import annotations
@@ -16,29 +17,29 @@ import json
 import os
 import time
 import traceback
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from editproof.errors import EditproofError, EvaluationError, RestoreError
-from editproof.fileio import atomic_write_text, file_sha256
+from editproof.fileio import atomic_write_text
 from editproof.suite import layout
 from editproof.suite.config import load_config
-from editproof.suite.plan import CALIBRATE, EVAL, PRESET, REPEAT, SETUP
+from editproof.suite.measure import Measurer
+from editproof.suite.plan import EVAL, REPEAT
+from editproof.suite.revisions import pinned_source
 from editproof.suite.store import Store, Task
+from editproof.suite.task_io import (
+    append_log,
+    apply_failure,
+    classify,
+    is_oom,
+    log_line,
+    read_spec,
+    write_outputs,
+)
 
-if TYPE_CHECKING:
-    from editproof.calibration.preset import Preset
-    from editproof.evaluation import Evaluator
+__all__ = ["Poisoned", "Worker", "apply_determinism", "is_oom", "model_specs", "run_worker"]
 
 EXIT_POISONED = 3
-WAIT_S = 0.5
-# What a worker's re-measured baseline must share with baseline.json, exactly.
-BASELINE_KEYS = (
-    "weight_sha256", "plan_digest", "seq_len", "dtype", "preview", "final", "guard_contracts",
-)  # fmt: skip
-BACKOFF_BASE_S = 2.0
-BACKOFF_MAX_S = 60.0
+WAIT_S = 0.5  # a worker with nothing claimable yet polls this often
 
 
 class Poisoned(Exception):
@@ -62,12 +63,10 @@ def apply_determinism(level: str) -> str:
     return "throughput"
 
 
-def is_oom(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
 class Worker:
+    """The local worker: claims its model's tasks, has a :class:`Measurer` measure each, and
+    writes the outputs into the run dir itself before marking the task done."""
+
     def __init__(self, run_dir: Path, worker_id: str, model: str, device: str) -> None:
         self.run_dir = run_dir
         self.id = worker_id
@@ -77,93 +76,39 @@ class Worker:
         path = run_dir / layout.CONFIG
         self.config = load_config(path.read_text(encoding="utf-8"), str(path))
         self.dir = self.config.model_dirs[model]
-        self.timings: dict[str, float] = {}
         self._task: Task | None = None
-        self._ev: Evaluator | None = None
-        self._preset_loaded = False
+        self.measurer = Measurer(
+            self.config,
+            model,
+            pinned_source(run_dir, model),
+            device,
+            model_specs(self.store.tasks(model)),
+            tuned_path=str(run_dir / layout.TUNED),
+            say=self._say,
+            on_windows=self._windows,
+        )
         self.task_seconds = 0.0
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.measurer.timings
 
     # -- progress -----------------------------------------------------------------------------
 
     def _say(self, message: str) -> None:
         self.store.heartbeat(self.id, phase=message[:120])
         if self._task is not None:
-            log = self.run_dir / layout.task_log(self._task.id)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("a", encoding="utf-8") as f:
-                f.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+            append_log(self.run_dir, self._task.id, [log_line(message)])
 
     def _windows(self, phase: str, done: int, total: int) -> None:
         self.store.heartbeat(self.id, phase=phase, done=done, total=total)
-
-    # -- the evaluator --------------------------------------------------------------------
-
-    def evaluator(self) -> Evaluator:
-        if self._ev is None:
-            from editproof.evaluation import Evaluator
-            from editproof.suite.config import evaluation_config
-            from editproof.suite.revisions import pinned_source
-
-            cfg = evaluation_config(
-                self.config,
-                pinned_source(self.run_dir, self.model),
-                tuned_params=str(self.run_dir / layout.TUNED),
-                device=self.device,
-            )
-            t0 = time.perf_counter()
-            # Every spec this model will be judged with is resolved against the loaded model
-            # (clean params, scopes) before the baseline is measured: a misfit fails in
-            # seconds, naming the spec.
-            self._ev = Evaluator(cfg, self._say, edits=self._specs(), on_windows=self._windows)
-            self.timings["evaluator_setup"] = time.perf_counter() - t0
-            self._check_baseline(self._ev)
-        return self._ev
-
-    def _check_baseline(self, ev: Evaluator) -> None:
-        """A worker that did not write ``baseline.json`` (a replica on another GPU, or one
-        started after a crash) must have measured exactly that baseline; otherwise its
-        reports would compare against other numbers than the suite's."""
-        path = self.run_dir / layout.baseline(self.config, self.model)
-        if not path.is_file():
-            return
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        mine = baseline_record(ev, self.model)
-        differs = [k for k in BASELINE_KEYS if stored.get(k) != mine.get(k)]
-        if differs:
-            raise EditproofError(
-                f"worker {self.id} measured a baseline that differs from "
-                f"{path.relative_to(self.run_dir)} in {', '.join(differs)}: the model, text or "
-                "numerics are not reproducible here (try --determinism strict)"
-            )
-
-    def _specs(self) -> list[str]:
-        specs = {
-            str(t.params["spec"])
-            for t in self.store.tasks(self.model)
-            if t.type in (EVAL, REPEAT) and t.status != "skipped" and "spec" in t.params
-        }
-        return sorted(specs)
-
-    def _load_preset(self) -> None:
-        """Judge evaluations under the tier with this model's preset (once per process)."""
-        if self._preset_loaded:
-            return
-        path = self.run_dir / layout.preset_json(self.config, self.model)
-        ev = self.evaluator()
-        if path.is_file():
-            from editproof.calibration import apply_preset, load_preset
-
-            policy = apply_preset(ev.tier, load_preset(path))
-            rel = path.relative_to(self.run_dir)
-            ev.use_policy(policy, f"preset {rel} (sha256 {file_sha256(path)})")
-        self._preset_loaded = True
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> int:
         self.store.heartbeat(self.id, pid=os.getpid(), model=self.model, device=self.device)
-        waiting = False
         try:
+            waiting = False
             while True:
                 task = self.store.claim(self.model, self.id)
                 if task is None:
@@ -193,7 +138,8 @@ class Worker:
     def _execute(self, task: Task) -> None:
         started = time.perf_counter()
         try:
-            outputs = self._dispatch(task)
+            texts = self.measurer.measure(read_spec(self.run_dir, self.config, task))
+            outputs = write_outputs(self.run_dir, texts)
         except Exception as exc:  # Poisoned propagates: the process must go
             self._record_failure(task, exc)
             return
@@ -202,123 +148,21 @@ class Worker:
         self._say(f"done in {time.perf_counter() - started:.1f}s")
 
     def _record_failure(self, task: Task, exc: Exception) -> None:
-        message = (
-            f"{type(exc).__name__}: {exc}" if not isinstance(exc, EditproofError) else str(exc)
-        )
-        self._say(f"error: {message}\n{traceback.format_exc()}")
-        last = task.attempts >= self.config.max_attempts
-        if isinstance(exc, RestoreError):
-            raise Poisoned(message) from exc
-        if isinstance(exc, EditproofError) and not isinstance(exc, EvaluationError):
-            self.store.fail(task.id, message, "permanent")
-        elif is_oom(exc):
-            batch = int(task.params.get("batch_size", self.config.batch_size))
-            if batch <= 1 or last:
-                self.store.fail(task.id, message, "oom")
-            else:
-                self.store.set_params(task.id, {**task.params, "batch_size": max(1, batch // 2)})
-                self.store.fail(task.id, message, "oom", retry_after=0.0)
-        elif last:
-            self.store.fail(task.id, message, "error")
-        else:
-            wait = min(BACKOFF_BASE_S * 2 ** (task.attempts - 1), BACKOFF_MAX_S)
-            self.store.fail(task.id, message, "transient", retry_after=wait)
-
-    def _dispatch(self, task: Task) -> dict[str, str]:
-        if task.type == SETUP:
-            return self._setup(task)
-        ev = self.evaluator()  # every other task needs the baseline (built once)
-        if task.type == CALIBRATE:
-            return self._calibrate(ev, task)
-        if task.type == PRESET:
-            return self._preset(ev, task)
-        if task.type in (EVAL, REPEAT):
-            return self._evaluate(ev, task)
-        raise EvaluationError(f"unknown task type '{task.type}'")
-
-    # -- tasks ----------------------------------------------------------------------------
-
-    def _write(self, rel: Path, text: str) -> tuple[str, str]:
-        path = self.run_dir / rel
-        atomic_write_text(path, text)
-        return str(rel), file_sha256(path)
-
-    def _setup(self, task: Task) -> dict[str, str]:
-        ev = self.evaluator()
-        record = baseline_record(ev, self.model)
-        rel = layout.baseline(self.config, self.model)
-        return dict([self._write(rel, json.dumps(record, indent=2) + "\n")])
-
-    def _calibrate(self, ev: Evaluator, task: Task) -> dict[str, str]:
-        from editproof.calibration.null_sweep import null_sweep
-
-        seed = int(task.params["seed"])
-        sweep = null_sweep(ev, [seed], progress=self._say)
-        run = sweep.runs[0].model_dump(mode="json")
-        rel = layout.calibration_run(self.config, self.model, int(task.run or 0))
-        return dict([self._write(rel, json.dumps(run, indent=2) + "\n")])
-
-    def _preset(self, ev: Evaluator, task: Task) -> dict[str, str]:
-        from editproof.calibration.null_sweep import SeedRun
-        from editproof.calibration.preset import write_preset
-        from editproof.suite.presets import suite_preset
-
-        runs = []
-        for i in range(1, self.config.calibration_runs + 1):
-            path = self.run_dir / layout.calibration_run(self.config, self.model, i)
-            runs.append(SeedRun.model_validate_json(path.read_text(encoding="utf-8")))
-        if not runs:
-            self._preset_loaded = True  # no calibration: the packaged tier judges
-            return {}
-        preset: Preset = suite_preset(
-            model_id=self.model,
-            tier=ev.tier,
-            runs=runs,
-            baseline=self.model,
-            weight_sha256=ev.base_digest.sha256,
-            seq_len=ev.plan.seq_len,
-            n_windows=self.config.n_windows,
-            baseline_seed=self.config.seed,
-        )
-        written = write_preset(preset, self.run_dir / layout.PRESETS)
-        self._preset_loaded = False
-        return {str(p.relative_to(self.run_dir)): file_sha256(p) for p in written}
-
-    def _evaluate(self, ev: Evaluator, task: Task) -> dict[str, str]:
-        from editproof.report.html import render_html
-        from editproof.report.io import report_json
-
-        self._load_preset()
-        batch = int(task.params.get("batch_size", self.config.batch_size))
-        if batch != ev.config.batch_size:
-            ev.config = replace(ev.config, batch_size=batch)
-            ev.guard_ctx = ev.guard_ctx.model_copy(update={"batch_size": batch})
-        report = ev.judge_edit(str(task.params["spec"]))
-        folder = layout.task_dir(self.config, task)
-        outputs = dict([self._write(folder / "evaluation.report.json", report_json(report))])
-        for name, sidecar in report.guards.probes.items():
-            outputs.update([self._write(folder / f"{name}.json", json.dumps(sidecar, indent=2))])
-        outputs.update([self._write(folder / "evaluation.html", render_html(report))])
-        return outputs
+        failure = classify(task, exc, self.config)
+        self._say(f"error: {failure.message}\n{traceback.format_exc()}")
+        if failure.poisoned:
+            raise Poisoned(failure.message) from exc
+        apply_failure(self.store, task.id, failure)
 
 
-def baseline_record(ev: Evaluator, model: str) -> dict[str, Any]:
-    """What ``baseline.json`` pins: weights, windows, per-window NLL, guard contracts."""
-    arm = ev.baseline
-    return {
-        "format": "editproof.suite-baseline",
-        "schema_version": 1,
-        "model": model,
-        "weight_sha256": arm.model.weight_sha256,
-        "plan_digest": ev.dataset.plan_digest,
-        "seq_len": ev.plan.seq_len,
-        "device": arm.model.device,
-        "dtype": arm.model.dtype,
-        "preview": arm.preview.model_dump(mode="json"),
-        "final": arm.final.model_dump(mode="json"),
-        "guard_contracts": {k: s.contract_digest for k, s in sorted(ev.base_signatures.items())},
-        "timings": {k: round(v, 4) for k, v in ev.timings.items()},
+def model_specs(tasks: list[Task]) -> list[str]:
+    """Every edit spec a model's evaluations will judge (resolved once, before the baseline)."""
+    specs = {
+        str(t.params["spec"])
+        for t in tasks
+        if t.type in (EVAL, REPEAT) and t.status != "skipped" and "spec" in t.params
     }
+    return sorted(specs)
 
 
 def run_worker(

@@ -1,0 +1,85 @@
+"""The Ray actor: the local worker's :class:`~editproof.suite.measure.Measurer`, fed by the
+driver. It never touches the run directory (on a cluster its host may not have it): its
+inputs arrive as arguments and every task's outputs, log lines and failure go back to the
+driver in a :class:`~editproof.suite.task_io.TaskResult`.
+
+This module does not import Ray; :mod:`editproof.suite.ray_executor` wraps the class with
+``ray.remote`` when it starts an actor.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from editproof.suite.config import SuiteConfig
+from editproof.suite.task_io import TaskResult, TaskSpec, classify, log_line
+
+
+@dataclass(frozen=True)
+class ActorInputs:
+    config: SuiteConfig
+    model: str
+    source: str  # pinned source (a hub model at its revision)
+    device: str  # cuda when the actor holds GPUs, else cpu
+    specs: list[str]
+    tuned_text: str
+    tuned_source: str  # the run dir's tuned params path, as the local worker names it
+
+
+class ModelActor:
+    def __init__(self, inputs: ActorInputs) -> None:
+        entered = time.perf_counter()
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        import transformers
+
+        from editproof.edits.tuned import parse_tuned
+        from editproof.suite.measure import Measurer
+        from editproof.suite.worker import apply_determinism
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        apply_determinism(inputs.config.determinism)
+        self.inputs = inputs
+        self._log: list[str] = []
+        self.measurer = Measurer(
+            inputs.config,
+            inputs.model,
+            inputs.source,
+            inputs.device,
+            inputs.specs,
+            tuned=parse_tuned(inputs.tuned_text, inputs.tuned_source),
+            say=self._say,
+        )
+        self.imports = time.perf_counter() - entered
+
+    def _say(self, message: str) -> None:
+        self._log.append(log_line(message))
+
+    def ready(self) -> dict[str, Any]:
+        """Where the actor runs and how long its imports took."""
+        import socket
+
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "imports": round(self.imports, 3),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+
+    def run_task(self, spec: TaskSpec) -> TaskResult:
+        self._log = []
+        started = time.perf_counter()
+        result = TaskResult(spec.task.id, log=self._log)
+        try:
+            result.outputs = self.measurer.measure(spec)
+        except Exception as exc:
+            result.failure = classify(spec.task, exc, self.inputs.config)
+            self._say(f"error: {result.failure.message}\n{traceback.format_exc()}")
+        result.seconds = time.perf_counter() - started
+        return result
