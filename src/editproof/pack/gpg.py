@@ -67,6 +67,7 @@ class GpgCheck:
     ok: bool
     fingerprints: list[str]  # signing key and primary key fingerprints (VALIDSIG)
     detail: str
+    no_public_key: bool = False  # the signer's key is not in the keyring: cannot check
 
 
 def available() -> bool:
@@ -88,6 +89,8 @@ def verify(signature: Path, manifest: Path) -> GpgCheck:
     except subprocess.TimeoutExpired:
         return GpgCheck(False, [], f"gpg did not answer within {TIMEOUT_S}s")
     fprs: list[str] = []
+    if any(ln.startswith("[GNUPG:] NO_PUBKEY") for ln in res.stdout.splitlines()):
+        return GpgCheck(False, [], "the GPG signer's public key is not in your keyring", True)
     for line in res.stdout.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[:2] == ["[GNUPG:]", "VALIDSIG"]:
