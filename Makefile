@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/editproof evaluate --baseline demo --subject demo --out editproof_runs/demo --force
+	$(BIN)/editproof run
 
 test: install
 	$(BIN)/python -m pytest

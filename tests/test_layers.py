@@ -43,6 +43,15 @@ LIGHT = [
     "editproof.verdict.text",
     "editproof.verdict.write",
     "editproof.verdict.schema",
+    "editproof.pack",
+    "editproof.pack.build",
+    "editproof.pack.verify",
+    "editproof.pack.recompute",
+    "editproof.pack.keys",
+    "editproof.pack.gpg",
+    "editproof.pack.index",
+    "editproof.pack.schema",
+    "editproof.cli.pack",
 ]
 
 
@@ -88,4 +97,38 @@ def test_imports_point_down() -> None:
                 target = node.module.split(".")[1]
                 if _floor(target) > own:
                     problems.append(f"{'/'.join(rel.parts)} imports editproof.{target}")
+    assert not problems, problems
+
+
+# pack/ reads a run through its files: it may use verdict/, report/, stats/ and the ground
+# floor, never the measuring side; and the suite never imports pack (`editproof run` composes).
+PACK_MAY_IMPORT = {"pack", "verdict", "report", "stats", "errors", "fileio", "policy", "data"}
+
+
+def _editproof_imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("editproof"):
+            out.add(node.module.split(".")[1] if "." in node.module else "")
+            out.update(a.name for a in node.names if node.module == "editproof")
+        elif isinstance(node, ast.Import):
+            out.update(a.name.split(".")[1] for a in node.names if a.name.startswith("editproof."))
+    return out
+
+
+def test_pack_imports_only_light_layers() -> None:
+    problems = []
+    for path in (SRC / "pack").rglob("*.py"):
+        bad = _editproof_imports(path) - PACK_MAY_IMPORT - {"", "__version__"}
+        if bad:
+            problems.append(f"pack/{path.name} imports {sorted(bad)}")
+    assert not problems, problems
+
+
+def test_suite_never_imports_pack() -> None:
+    problems = [
+        f"suite/{path.name}"
+        for path in (SRC / "suite").rglob("*.py")
+        if "pack" in _editproof_imports(path)
+    ]
     assert not problems, problems

@@ -21,6 +21,7 @@ from editproof import __version__
 from editproof.cli import calibrate as calibrate_cmd
 from editproof.cli import edit as edit_cmd
 from editproof.cli import evaluate as evaluate_cmd
+from editproof.cli import pack as pack_cmd
 from editproof.cli import report as report_cmd
 from editproof.cli import suite as suite_cmd
 from editproof.cli import tune as tune_cmd
@@ -41,6 +42,11 @@ app.add_typer(report_cmd.app, name="report")
 app.add_typer(calibrate_cmd.app, name="calibrate")
 app.command("suite")(suite_cmd.suite)
 app.add_typer(suite_cmd.list_app, name="list")
+app.command("run")(pack_cmd.run)
+app.command("pack")(pack_cmd.pack)
+app.command("verify")(pack_cmd.verify)
+app.command("inspect")(pack_cmd.inspect_pack)
+app.command("keygen")(pack_cmd.keygen)
 
 
 def _version(value: bool) -> None:

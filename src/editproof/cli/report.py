@@ -74,13 +74,14 @@ def html(
 def schema(
     out: Path = typer.Option(Path("contracts"), "--out", help="Directory for the schemas."),
 ) -> None:
-    """Write the JSON Schemas of the public contracts (reports, catalogue, verdict)."""
+    """Write the JSON Schemas of the public contracts (reports, catalogue, verdict, pack)."""
+    from editproof.pack.schema import SCHEMAS as PACK_SCHEMAS
     from editproof.report.schema import SCHEMAS as REPORT_SCHEMAS
     from editproof.report.schema import write_schemas
     from editproof.verdict.schema import SCHEMAS as VERDICT_SCHEMAS
 
     try:
-        written = write_schemas(out, {**REPORT_SCHEMAS, **VERDICT_SCHEMAS})
+        written = write_schemas(out, {**REPORT_SCHEMAS, **VERDICT_SCHEMAS, **PACK_SCHEMAS})
     except OSError as exc:
         raise OutputError(f"cannot write schemas to '{out}': {exc.strerror}") from None
     for path in written:

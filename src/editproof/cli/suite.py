@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from editproof.cli import _options as _o
 from editproof.errors import EXIT_GATES_FAILED, UsageError
+
+if TYPE_CHECKING:
+    from editproof.suite.runner import SuiteOptions, SuiteOutcome
 
 list_app = typer.Typer(help="List suites or scenarios.", no_args_is_help=True)
 
@@ -74,7 +78,47 @@ def suite(
     quiet: bool = _o.QUIET,
 ) -> None:
     """Run every scenario on every model of a suite and compile the final verdict."""
-    from editproof.suite.runner import SuiteOptions, run_suite
+    params = dict(locals())
+    quiet = params.pop("quiet")
+    outcome = run_and_print(suite_options(**params), quiet=quiet)
+    if outcome.verdict is not None and outcome.verdict != "PASS":
+        raise typer.Exit(EXIT_GATES_FAILED)
+
+
+def suite_options(
+    *,
+    suite_name: str,
+    models: str | None,
+    scenario_ids: str | None,
+    net: int,
+    out: Path | None,
+    tier: str,
+    determinism: str,
+    repeats: int,
+    resume: bool,
+    calibrate_only: bool,
+    run_only: bool,
+    errors_only: bool,
+    tuned_params: str | None,
+    catalogue: str | None,
+    revisions: str | None,
+    devices: str | None,
+    device: str,
+    provider: str,
+    data: str | None,
+    field: str,
+    dataset: str | None,
+    dataset_config: str | None,
+    split: str,
+    seq_len: int | None,
+    windows: int | None,
+    runs: int | None,
+    calibration_runs: int | None,
+    batch_size: int,
+    task_timeout: float,
+) -> SuiteOptions:
+    """``SuiteOptions`` from the options of ``suite`` (shared by ``editproof run``)."""
+    from editproof.suite.runner import SuiteOptions
 
     modes = [m for m, on in (("calibrate-only", calibrate_only), ("run-only", run_only),
                              ("errors-only", errors_only)) if on]  # fmt: skip
@@ -82,7 +126,7 @@ def suite(
         raise UsageError(f"give at most one of --{', --'.join(modes)}")
     if determinism not in ("throughput", "strict"):
         raise UsageError(f"--determinism must be strict or throughput, got '{determinism}'")
-    opts = SuiteOptions(
+    return SuiteOptions(
         suite=suite_name,
         models=models,
         scenario_ids=scenario_ids,
@@ -113,20 +157,24 @@ def suite(
         executor=executor,
         ray_address=ray_address,
     )
+
+
+def run_and_print(opts: SuiteOptions, *, quiet: bool) -> SuiteOutcome:
+    """Run the suite with its progress view and print the verdict lines."""
     from editproof.cli._suite_view import SuiteView
+    from editproof.suite.runner import run_suite
 
     with SuiteView(quiet=quiet) as view:
         outcome = run_suite(opts, tick=view.tick, say=view.say)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
     if outcome.verdict is None:
         typer.echo(f"calibration done ({counts}); run dir: {outcome.run_dir}")
-        return
+        return outcome
     typer.echo(f"FINAL VERDICT: {outcome.verdict} ({counts}; {outcome.seconds:.0f}s)")
     if not quiet:
         typer.echo(f"verdict: {outcome.verdict_path}")
         typer.echo(f"run dir: {outcome.run_dir}")
-    if outcome.verdict != "PASS":
-        raise typer.Exit(EXIT_GATES_FAILED)
+    return outcome
 
 
 @list_app.command("suites")

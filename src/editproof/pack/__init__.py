@@ -1,1 +1,2 @@
-"""Proof packs: build, sign, verify and browse the evidence of a suite run."""
+"""Proof packs: a curated, checksummed, signed copy of a finished suite run, and the verifier
+that checks one offline. Torch-free: verifying needs only the core install."""

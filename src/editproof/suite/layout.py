@@ -16,6 +16,7 @@ REVISIONS = STATE / "model_revisions.json"
 ERRORS = STATE / "errors.json"
 ENVIRONMENT = STATE / "environment.json"
 TIMINGS = STATE / "timings.json"
+VERDICT_INPUTS = STATE / "verdict_inputs.json"
 PRESETS = Path("presets")
 REPORTS = Path("reports")
 ANALYSIS = Path("analysis")

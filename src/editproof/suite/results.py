@@ -94,6 +94,8 @@ def finish_run(
             update={"relaxations": [*config.relaxations, "--errors-only: fault scenarios only"]}
         )
     inputs = verdict_inputs(config, catalogue, tasks)
+    # The exact inputs, so a proof pack can recompute this verdict from its own files.
+    atomic_write_text(run_dir / layout.VERDICT_INPUTS, inputs.model_dump_json(indent=2) + "\n")
     reports = load_reports(run_dir, inputs.reports)
     verdict = compile_verdict(inputs, reports)
     write_verdict(run_dir / layout.REPORTS, verdict)

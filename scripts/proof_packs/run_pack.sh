@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The seed's run_pack.sh: runs a suite AND builds its proof pack (`editproof run`). A thin
+# translation of the seed's flags and PACK_* / MODEL_1..8 variables; all logic lives in the
+# Python package. Exit codes are editproof's (0 PASS, 1 FAIL, 2 usage, ...).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+if [[ -n "${EDITPROOF:-}" ]]; then
+  read -r -a cmd <<<"$EDITPROOF"
+elif [[ -x "$root/.venv/bin/editproof" ]]; then
+  cmd=("$root/.venv/bin/editproof")
+elif command -v editproof >/dev/null 2>&1; then
+  cmd=(editproof)
+else
+  cmd=(python3 -m editproof)
+fi
+
+usage() {
+  cat <<'USAGE'
+Usage: run_pack.sh [--suite NAME] [--models CSV] [--net 0|1] [--out DIR] [--pack-dir DIR]
+                   [--determinism strict|throughput] [--repeats N] [--scenario-ids CSV]
+                   [--sign-key PEM | --no-sign] [--gpg-key ID] [--resume] [--help]
+Environment: PACK_SUITE (subset), PACK_NET (0), PACK_OUTPUT_DIR / OUTPUT_DIR, PACK_DIR,
+PACK_DETERMINISM, PACK_REPEATS, PACK_MODELS_CSV, PACK_SCENARIO_IDS, MODEL_1..MODEL_8,
+PACK_TUNED_EDIT_PARAMS_FILE, PACK_SIGNING_KEY, PACK_GPG_KEY, PACK_GPG_SIGN (0 = no GPG).
+USAGE
+}
+
+suite="${PACK_SUITE:-subset}"
+net="${PACK_NET:-0}"
+out="${PACK_OUTPUT_DIR:-${OUTPUT_DIR:-}}"
+pack_dir="${PACK_DIR:-}"
+determinism="${PACK_DETERMINISM:-throughput}"
+repeats="${PACK_REPEATS:-0}"
+models="${PACK_MODELS_CSV:-${PACK_MODELS:-}}"
+scenario_ids="${PACK_SCENARIO_IDS:-}"
+sign_key="${PACK_SIGNING_KEY:-}"
+extra=()
+
+need_value() {
+  if [[ $# -lt 2 || -z "$2" || "$2" == --* ]]; then
+    echo "error: $1 needs a value (see --help)" >&2
+    exit 2
+  fi
+}
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --suite) need_value "$@"; suite="$2"; shift 2 ;;
+    --models) need_value "$@"; models="$2"; shift 2 ;;
+    --net) need_value "$@"; net="$2"; shift 2 ;;
+    --out) need_value "$@"; out="$2"; shift 2 ;;
+    --pack-dir) need_value "$@"; pack_dir="$2"; shift 2 ;;
+    --determinism) need_value "$@"; determinism="$2"; shift 2 ;;
+    --repeats) need_value "$@"; repeats="$2"; shift 2 ;;
+    --scenario-ids) need_value "$@"; scenario_ids="$2"; shift 2 ;;
+    --sign-key) need_value "$@"; sign_key="$2"; shift 2 ;;
+    --gpg-key) need_value "$@"; extra+=(--gpg-key "$2"); shift 2 ;;
+    --no-sign|--resume) extra+=("$1"); shift ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [[ $# -gt 0 ]]; then
+  echo "error: unexpected arguments after --: $*" >&2
+  exit 2
+fi
+if [[ "$net" != "0" && "$net" != "1" ]]; then
+  echo "error: --net must be 0 or 1, got '$net'" >&2
+  exit 2
+fi
+if ! [[ "$repeats" =~ ^[0-9]+$ ]]; then
+  echo "error: --repeats must be a non-negative integer, got '$repeats'" >&2
+  exit 2
+fi
+
+args=(run --suite "$suite" --net "$net" --determinism "$determinism" --repeats "$repeats")
+[[ -n "$out" ]] && args+=(--out "$out")
+[[ -n "$pack_dir" ]] && args+=(--pack-dir "$pack_dir")
+[[ -n "$models" ]] && args+=(--models "$models")
+[[ -n "$scenario_ids" ]] && args+=(--scenario-ids "$scenario_ids")
+[[ -n "$sign_key" ]] && args+=(--sign-key "$sign_key")
+exec "${cmd[@]}" "${args[@]}" "${extra[@]}"

@@ -1,0 +1,355 @@
+"""``verify_pack``: checks in a fixed order, each phase with its exit code; the first failing
+phase stops the run (later phases are reported as skipped).
+
+3 pack, manifest, checksums or a listed file missing · 4 manifest schema (strict JSON, known
+format and version, safe paths) · 5 signature · 6 integrity (checksum binding, every listed
+file's size and sha256, links, special and extra files) · 7 every report recomputed and the
+verdict recomputed from them · 8 verdict not PASS (only with ``require_pass``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from editproof.pack import checksums, gpg, keys, safefs
+from editproof.pack import layout as L
+from editproof.pack.manifest import Manifest, ManifestError, listed_paths_leniently, parse_manifest
+from editproof.pack.policy import VerifyPolicy
+from editproof.pack.recompute import check_reports, check_verdict
+
+Outcome = Literal["ok", "warn", "fail", "skip"]
+MAX_MANIFEST_BYTES = 64 << 20
+# Files the verifier parses; their bytes are kept from the read that hashed them.
+_KEEP_SUFFIXES = (".json", ".txt", ".pem")
+
+PHASES: tuple[tuple[str, int], ...] = (
+    ("files present", 3),
+    ("manifest schema", 4),
+    ("signature", 5),
+    ("integrity", 6),
+    ("report verification", 7),
+    ("verdict", 8),
+)
+
+
+@dataclass
+class Check:
+    phase: str
+    name: str
+    outcome: Outcome
+    detail: str
+    exit_code: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "check": self.name,
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "exit_code": self.exit_code,
+        }
+
+
+@dataclass
+class PackVerification:
+    pack: Path
+    policy: str
+    checks: list[Check] = field(default_factory=list)
+    verdict: str | None = None
+    signatures: list[str] = field(default_factory=list)  # e.g. "ed25519 (trusted key)"
+
+    @property
+    def exit_code(self) -> int:
+        return next((c.exit_code for c in self.checks if c.outcome == "fail"), 0)
+
+    @property
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if c.outcome == "warn"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": "editproof.pack-verification",
+            "schema_version": 1,
+            "pack": str(self.pack),
+            "policy": self.policy,
+            "exit_code": self.exit_code,
+            "ok": self.exit_code == 0,
+            "verdict": self.verdict,
+            "signatures": self.signatures,
+            "checks": [c.as_dict() for c in self.checks],
+        }
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Run:
+    def __init__(self, pack: Path, policy: VerifyPolicy) -> None:
+        self.pack, self.policy = pack, policy
+        self.result = PackVerification(pack=pack, policy=policy.name)
+        self.phase, self.code = PHASES[0]
+
+    def enter(self, phase: int) -> None:
+        self.phase, self.code = PHASES[phase]
+
+    def add(self, name: str, outcome: Outcome, detail: str) -> None:
+        self.result.checks.append(Check(self.phase, name, outcome, detail, self.code))
+
+    def fail(self, name: str, detail: str) -> NoReturn:
+        self.add(name, "fail", detail)
+        raise _Stop
+
+    def warn_or_fail(self, strict: bool, name: str, detail: str) -> None:
+        if strict:
+            self.fail(name, detail)
+        self.add(name, "warn", detail)
+
+
+def verify_pack(pack: Path, policy: VerifyPolicy) -> PackVerification:
+    run = _Run(pack, policy)
+    try:
+        _verify(run)
+    except _Stop:
+        done = {c.phase for c in run.result.checks}
+        for name, code in PHASES:
+            if name not in done:
+                run.result.checks.append(Check(name, name, "skip", "not reached", code))
+    return run.result
+
+
+def _verify(run: _Run) -> None:
+    pack, policy = run.pack, run.policy
+    # 3: presence
+    if not pack.is_dir():
+        run.fail("pack directory", f"{pack} is not a directory")
+    control: dict[str, bytes] = {}
+    for name in (L.MANIFEST, L.CHECKSUMS):
+        try:
+            got = safefs.read(pack, name, keep=True)
+        except FileNotFoundError:
+            run.fail(name, f"{name} is missing")
+        except (safefs.UnsafeFileError, OSError) as exc:
+            run.fail(name, f"{name} is not a regular file ({exc})")
+        if got.size > MAX_MANIFEST_BYTES:
+            run.fail(name, f"{name} is larger than {MAX_MANIFEST_BYTES} bytes")
+        assert got.data is not None
+        control[name] = got.data
+    missing = [p for p in listed_paths_leniently(control[L.MANIFEST]) if not _lexists(pack, p)]
+    if missing:
+        run.fail("listed files", f"{len(missing)} listed file(s) missing: {', '.join(missing[:5])}")
+    run.add("files present", "ok", "manifest.json, checksums.sha256 and every listed file exist")
+
+    # 4: schema
+    run.enter(1)
+    try:
+        manifest = parse_manifest(control[L.MANIFEST])
+    except ManifestError as exc:
+        run.fail("manifest schema", str(exc))
+    run.add(
+        "manifest schema",
+        "ok",
+        f"{manifest.format} v{manifest.schema_version}, {len(manifest.files)} files",
+    )
+
+    # 5: signature
+    run.enter(2)
+    _check_signatures(run, manifest, control[L.MANIFEST])
+
+    # 6: integrity
+    run.enter(3)
+    files = _check_integrity(run, manifest, control[L.CHECKSUMS])
+
+    # 7: reports and verdict recomputed
+    run.enter(4)
+    n, problems = check_reports(files)
+    if problems:
+        run.fail("reports recomputed", f"{len(problems)} problem(s): " + " | ".join(problems[:5]))
+    run.add("reports recomputed", "ok", f"{n} report(s) recomputed from their raw numbers")
+    verdict, problems = check_verdict(files)
+    run.result.verdict = verdict
+    if verdict is not None and verdict != manifest.verdict:
+        problems.append(f"manifest says {manifest.verdict}, results/final_verdict.json {verdict}")
+    if problems:
+        run.fail("verdict recomputed", " | ".join(problems[:5]))
+    run.add("verdict recomputed", "ok", f"{verdict}, recomputed from the pack's reports")
+
+    # 8: the verdict itself
+    run.enter(5)
+    if verdict != "PASS":
+        if policy.require_pass:
+            run.fail("verdict PASS", f"the final verdict is {verdict}")
+        run.add("verdict PASS", "warn", f"the final verdict is {verdict}: evidence, not proof")
+    else:
+        run.add("verdict PASS", "ok", "PASS")
+
+
+def _lexists(root: Path, rel: str) -> bool:
+    try:
+        (root / rel).lstat()
+    except OSError:
+        return False
+    return True
+
+
+def _check_signatures(run: _Run, manifest: Manifest, data: bytes) -> None:
+    policy, pack = run.policy, run.pack
+    ed, gp = manifest.signatures.ed25519, manifest.signatures.gpg
+    trusted = False
+    if ed is not None and manifest.signing_key_fingerprint != ed.fingerprint:
+        run.fail("ed25519", "signing_key_fingerprint differs from the signature's fingerprint")
+    if ed is None and manifest.signing_key_fingerprint is not None:
+        run.fail("ed25519", "signing_key_fingerprint is set but no Ed25519 signature is declared")
+    if ed is not None:
+        try:
+            sig = safefs.read(pack, L.SIGNATURE, keep=True).data or b""
+        except (FileNotFoundError, safefs.UnsafeFileError, OSError):
+            run.fail(
+                "ed25519",
+                f"the manifest declares {L.SIGNATURE}, which is missing or not a regular file",
+            )
+        if policy.key is not None:
+            public, source = policy.key, "the key you gave (--key)"
+        else:
+            public, source = _hint_key(run, ed.public_key_hint, manifest), "the pack's own key"
+        fp = keys.fingerprint(public)
+        if fp != ed.fingerprint:
+            run.fail("ed25519", f"the pack was signed by {ed.fingerprint}, not by {source} ({fp})")
+        if policy.key is None and policy.fingerprint is not None and fp != policy.fingerprint:
+            run.fail("ed25519", f"signed by {fp}, not by the expected {policy.fingerprint}")
+        if len(sig) != 64 or not keys.verify(public, sig, data):
+            run.fail("ed25519", f"{L.SIGNATURE} is not a valid signature of manifest.json by {fp}")
+        trusted = policy.key is not None or policy.fingerprint is not None
+        run.result.signatures.append(f"ed25519 {fp} ({'trusted' if trusted else 'pack key'})")
+        run.add(
+            "ed25519",
+            "ok" if trusted else "warn",
+            f"valid, by {fp}"
+            + (
+                ""
+                if trusted
+                else " — checked against the pack's own key, "
+                "a hint only; pass --key or --fingerprint to trust it"
+            ),
+        )
+    elif policy.key is not None or policy.fingerprint is not None:
+        run.fail("ed25519", "you asked for an Ed25519 signature; the pack has none")
+    if gp is not None:
+        trusted = _check_gpg(run, gp.fingerprint) or trusted
+    elif policy.gpg_fingerprint is not None:
+        run.fail("gpg", "you asked for a GPG signature; the pack has none")
+    if ed is None and gp is None:
+        run.warn_or_fail(
+            policy.require_trusted_signature,
+            "signed",
+            "UNSIGNED pack: evidence-grade at most (strict needs a signature)",
+        )
+    elif policy.require_trusted_signature and not trusted:
+        run.fail(
+            "trusted signature",
+            "strict mode needs a signature by a key given out of band "
+            "(--key PUB, --fingerprint FP or --gpg-fingerprint FP); the pack's own key is "
+            "only a hint",
+        )
+
+
+def _hint_key(run: _Run, hint: str | None, manifest: Manifest) -> Any:
+    listed = {f.path for f in manifest.files}
+    if hint is None or hint not in listed:
+        run.fail("ed25519", "no --key given and the pack holds no listed public key")
+    assert hint is not None
+    try:
+        data = safefs.read(run.pack, hint, keep=True).data or b""
+        return keys.parse_public(data, hint)
+    except Exception as exc:
+        run.fail("ed25519", f"the pack's public key {hint} is unusable ({exc})")
+
+
+def _check_gpg(run: _Run, recorded: str) -> bool:
+    policy = run.policy
+    if not gpg.available():
+        run.warn_or_fail(
+            policy.require_trusted_signature or policy.gpg_fingerprint is not None,
+            "gpg",
+            "the pack has a GPG signature but gpg is not installed",
+        )
+        return False
+    asc = run.pack / L.GPG_SIGNATURE
+    if asc.is_symlink() or not asc.is_file():
+        run.fail("gpg", f"the manifest declares {L.GPG_SIGNATURE}, which is missing")
+    check = gpg.verify(asc, run.pack / L.MANIFEST)
+    if check.no_public_key and policy.gpg_fingerprint is None:
+        run.add(
+            "gpg",
+            "warn",
+            f"not checked: {check.detail} (import it to check, or pass "
+            "--gpg-fingerprint to require it)",
+        )
+        return False
+    if not check.ok:
+        run.fail("gpg", check.detail)
+    if recorded not in check.fingerprints:
+        run.fail("gpg", f"signed by {check.fingerprints[0]}, the manifest records {recorded}")
+    trusted = policy.gpg_fingerprint is not None
+    if trusted and policy.gpg_fingerprint.upper() not in check.fingerprints:  # type: ignore[union-attr]
+        run.fail("gpg", f"signed by {check.fingerprints[0]}, not by {policy.gpg_fingerprint}")
+    run.result.signatures.append(f"gpg {recorded} ({'trusted' if trusted else 'keyring'})")
+    run.add("gpg", "ok", check.detail)
+    return trusted
+
+
+def _check_integrity(run: _Run, manifest: Manifest, sums: bytes) -> dict[str, bytes]:
+    policy, pack = run.policy, run.pack
+    if hashlib.sha256(sums).hexdigest() != manifest.checksums_sha256_digest:
+        run.fail("checksums binding", "sha256 of checksums.sha256 differs from the manifest's")
+    try:
+        listed = checksums.parse(sums)
+    except ValueError as exc:
+        run.fail("checksums binding", str(exc))
+    if listed != {f.path: f.sha256 for f in manifest.files}:
+        run.fail("checksums binding", "checksums.sha256 and the manifest list different files")
+    run.add("checksums binding", "ok", "checksums.sha256 is the one the manifest binds")
+    kept: dict[str, bytes] = {}
+    linked: list[str] = []
+    for entry in manifest.files:
+        try:
+            got = safefs.read(pack, entry.path, keep=entry.path.endswith(_KEEP_SUFFIXES))
+        except FileNotFoundError:
+            run.fail("file digests", f"{entry.path}: missing")
+        except (safefs.UnsafeFileError, OSError) as exc:
+            run.fail("file digests", str(exc))
+        if got.size != entry.size or got.sha256 != entry.sha256:
+            run.fail("file digests", f"{entry.path}: content differs from the manifest")
+        if got.nlink > 1:
+            linked.append(entry.path)
+        if got.data is not None:
+            kept[entry.path] = got.data
+    run.add("file digests", "ok", f"{len(manifest.files)} files match size and sha256")
+    if linked:
+        run.warn_or_fail(
+            policy.reject_hard_links,
+            "hard links",
+            f"{len(linked)} file(s) have other hard links: {', '.join(linked[:5])}",
+        )
+    allowed = {f.path for f in manifest.files} | {L.MANIFEST, L.CHECKSUMS}
+    if manifest.signatures.ed25519 is not None:
+        allowed.add(L.SIGNATURE)
+    if manifest.signatures.gpg is not None:
+        allowed.add(L.GPG_SIGNATURE)
+    try:
+        found = safefs.entries(pack)
+    except safefs.UnsafeFileError as exc:
+        run.fail("extra files", str(exc))
+    extra = sorted(f"{p} ({k})" for p, k in found.items() if p not in allowed or k != "file")
+    if extra:
+        run.warn_or_fail(
+            policy.reject_extra_files,
+            "extra files",
+            f"{len(extra)} not in the manifest: {', '.join(extra[:5])}",
+        )
+    else:
+        run.add("extra files", "ok", "nothing outside the manifest")
+    return kept
