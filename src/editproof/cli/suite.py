@@ -104,6 +104,8 @@ def suite_options(
     revisions: str | None,
     devices: str | None,
     device: str,
+    executor: str,
+    ray_address: str | None,
     provider: str,
     data: str | None,
     field: str,
