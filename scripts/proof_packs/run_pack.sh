@@ -4,17 +4,8 @@
 # Python package. Exit codes are editproof's (0 PASS, 1 FAIL, 2 usage, ...).
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-if [[ -n "${EDITPROOF:-}" ]]; then
-  read -r -a cmd <<<"$EDITPROOF"
-elif [[ -x "$root/.venv/bin/editproof" ]]; then
-  cmd=("$root/.venv/bin/editproof")
-elif command -v editproof >/dev/null 2>&1; then
-  cmd=(editproof)
-else
-  cmd=(python3 -m editproof)
-fi
+# shellcheck source=_common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/_common.sh"
 
 usage() {
   cat <<'USAGE'
@@ -38,13 +29,6 @@ scenario_ids="${PACK_SCENARIO_IDS:-}"
 sign_key="${PACK_SIGNING_KEY:-}"
 extra=()
 
-need_value() {
-  if [[ $# -lt 2 || -z "$2" || "$2" == --* ]]; then
-    echo "error: $1 needs a value (see --help)" >&2
-    exit 2
-  fi
-}
-
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --suite) need_value "$@"; suite="$2"; shift 2 ;;
@@ -63,18 +47,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-if [[ $# -gt 0 ]]; then
-  echo "error: unexpected arguments after --: $*" >&2
-  exit 2
-fi
-if [[ "$net" != "0" && "$net" != "1" ]]; then
-  echo "error: --net must be 0 or 1, got '$net'" >&2
-  exit 2
-fi
-if ! [[ "$repeats" =~ ^[0-9]+$ ]]; then
-  echo "error: --repeats must be a non-negative integer, got '$repeats'" >&2
-  exit 2
-fi
+check_run_args "$net" "$repeats" "$@"
 
 args=(run --suite "$suite" --net "$net" --determinism "$determinism" --repeats "$repeats")
 [[ -n "$out" ]] && args+=(--out "$out")

@@ -5,17 +5,8 @@
 # 7 report verification, 8 verdict not PASS (--require-pass).
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-if [[ -n "${EDITPROOF:-}" ]]; then
-  read -r -a cmd <<<"$EDITPROOF"
-elif [[ -x "$root/.venv/bin/editproof" ]]; then
-  cmd=("$root/.venv/bin/editproof")
-elif command -v editproof >/dev/null 2>&1; then
-  cmd=(editproof)
-else
-  cmd=(python3 -m editproof)
-fi
+# shellcheck source=_common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/_common.sh"
 
 usage() {
   cat <<'USAGE'
@@ -30,13 +21,6 @@ pack=""
 args=(verify)
 [[ -n "${PACK_VERIFY_KEY:-}" ]] && args+=(--key "$PACK_VERIFY_KEY")
 [[ "${PACK_REQUIRE_PASS:-0}" == "1" ]] && args+=(--require-pass)
-
-need_value() {
-  if [[ $# -lt 2 || -z "$2" || "$2" == --* ]]; then
-    echo "error: $1 needs a value (see --help)" >&2
-    exit 2
-  fi
-}
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
