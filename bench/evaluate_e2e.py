@@ -13,7 +13,9 @@ token windows for both arms: the floor any evaluator pays. Prints the ratio.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import sys
 import tempfile
 import time
@@ -113,12 +115,28 @@ _DOC_MODULES = [
 ]
 
 
-def write_corpus(path: Path, limit: int = 6_000_000) -> Path:
+_ADDRESS = re.compile(r"\b(?:0x)?[0-9a-f]{9,16}\b")
+
+
+def write_corpus(path: Path | str, limit: int = 6_000_000) -> Path:
     """Python's docs plus rendered module documentation: enough for 200+200 windows.
 
     Docstrings are rendered with pydoc (they survive in bytecode-only installs, where the
-    ``.py`` sources may be missing).
+    ``.py`` sources may be missing). The text is the same in every process on one machine
+    with the same library versions: memory addresses are scrubbed and the rendering runs
+    under ``PYTHONHASHSEED=0``.
     """
+    path = Path(path)
+    import os
+    import subprocess
+
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        # Some modules' docs list sets (``__all__``) in hash order: render under a fixed seed.
+        code = f"from evaluate_e2e import write_corpus; write_corpus({str(path)!r}, {limit})"
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+        return path
     import importlib
     import pydoc
     import pydoc_data.topics
@@ -132,6 +150,9 @@ def write_corpus(path: Path, limit: int = 6_000_000) -> Path:
             text = pydoc.render_doc(importlib.import_module(name), renderer=pydoc.plaintext)
         except Exception:  # a module missing on this machine only shortens the corpus
             continue
+        # Reprs of defaults carry memory addresses, which differ per process: scrub them so
+        # the same machine and library versions always give the same text.
+        text = _ADDRESS.sub("0x0", text)
         parts.append(text)
         size += len(text)
     path.write_text("\n\n".join(parts), encoding="utf-8")
@@ -233,6 +254,7 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     print(f"{args.model} on {name}: {len(ids)} windows x {args.seq_len} per arm, edit {args.edit}")
     print(f"  prepare (untimed: build + save) {prep_s:.1f}s")
+    print(f"  corpus sha256 {hashlib.sha256(corpus.read_bytes()).hexdigest()}")
     for key, value in timings.items():
         print(f"  {key:18} {value:8.2f} s")
     print(
