@@ -404,3 +404,25 @@ def test_quiet_prints_no_progress(
 ) -> None:
     r = _run(cli, tiny_dir, tmp_path / "o", "--edit", "noop", "--no-guards")
     assert r.code == 0 and r.err == "" and r.out.startswith("PASS") and len(r.out.splitlines()) == 1
+
+
+def test_every_second_of_evaluate_is_named(
+    cli: Callable[..., Result], tiny_dir: Path, tmp_path: Path
+) -> None:
+    """timings.json: startup, checks, imports, every evaluation key, writing; the keys add
+    up to the process's time and the evaluation's unnamed rest is small."""
+    out = tmp_path / "run"
+    r = cli("evaluate", "--baseline", str(tiny_dir), "--edit", "quant_rtn:4:32:ffn",
+            "--out", str(out), *SMALL)  # fmt: skip
+    assert r.code in (0, 1), r.err
+    t = json.loads((out / "timings.json").read_text())
+    assert t["format"] == "editproof.process-timings" and t["process_start_measured"] is True
+    keys = t["keys"]
+    for key in ("startup", "checks", "imports", "load_baseline", "measure_baseline",
+                "measure_subject", "guards_subject", "edit_apply", "restore_verify", "write"):  # fmt: skip
+        assert key in keys, key
+    assert "total" not in keys and "digest_baseline" in t["overlapped"]
+    assert abs(sum(keys.values()) + t["unattributed"] - t["total"]) < 1e-3
+    assert 0 <= t["unattributed"] < 0.05 * t["total"]
+    assert abs(keys["evaluation_other"]) < 0.05 * t["total"]
+    assert "time: " in r.out and "unattributed" in r.out

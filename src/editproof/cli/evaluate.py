@@ -21,6 +21,18 @@ from editproof.report.io import (
 )
 
 PROBE_FILES = ("rmt_probe", "ve_probe")
+# Report timing keys that ran beside the others (the baseline digest thread).
+OVERLAPPED = {"digest_baseline"}
+
+
+def _import_model_libraries() -> None:
+    """Import what loading needs up front, so its seconds get their own name (a missing
+    package is reported by the load itself, with its install hint)."""
+    try:
+        import torch  # noqa: F401
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    except ImportError:
+        pass
 
 
 def evaluate(
@@ -65,6 +77,9 @@ def evaluate(
     quiet: bool = _o.QUIET,
 ) -> None:
     """Evaluate SUBJECT against BASELINE on identical token windows."""
+    from editproof.cli._timings import ProcessClock
+
+    clock = ProcessClock()
     from editproof.evaluation import check_config
     from editproof.evaluation import evaluate as run_evaluation
 
@@ -97,8 +112,11 @@ def evaluate(
     target = out or Path("editproof_runs") / f"evaluate-{datetime.now():%Y%m%d-%H%M%S}"
     created = not target.exists()
     prepare_output_dir(target, force=force)
+    clock.lap("checks")
     _o.quiet_libraries()
     try:
+        _import_model_libraries()
+        clock.lap("imports")
         with ProgressView(quiet=quiet) as view:  # stderr: bars on a terminal, else lines
             report = run_evaluation(config, progress=view.say, on_windows=view.windows)
     except BaseException:
@@ -106,6 +124,9 @@ def evaluate(
         if created and target.is_dir() and not any(target.iterdir()):
             target.rmdir()
         raise
+    clock.lap("evaluation")
+    inner = {k: v for k, v in report.provenance.timings.items() if k != "total"}
+    clock.expand("evaluation", inner, OVERLAPPED)
     atomic_write_text(target / REPORT_NAME, report_json(report))
     for name in PROBE_FILES:  # a sidecar from an earlier run must not outlive it (--force)
         if name not in report.guards.probes:
@@ -116,9 +137,13 @@ def evaluate(
         from editproof.report.html import render_html
 
         atomic_write_text(target / HTML_NAME, render_html(report))
+    clock.lap("write")
     lines = explain_lines(report)
     typer.echo(lines[0] if quiet else "\n".join(lines))
+    clock.lap("print")
+    clock.write(target, {k: v for k, v in inner.items() if k in OVERLAPPED})
     if not quiet:
         typer.echo(f"report: {target / REPORT_NAME}")
+        typer.echo(clock.summary())
     if report.status != "PASS":
         raise typer.Exit(EXIT_GATES_FAILED)
