@@ -21,8 +21,8 @@ from editproof.report.io import (
 )
 
 PROBE_FILES = ("rmt_probe", "ve_probe")
-# Report timing keys that ran beside the others (the baseline digest thread).
-OVERLAPPED = {"digest_baseline"}
+# Report timing keys that ran beside the others (the digest threads).
+OVERLAPPED = {"digest_baseline", "digest_subject"}
 
 
 def _import_model_libraries() -> None:
