@@ -67,12 +67,18 @@ def check_target(pack_dir: Path) -> None:
                 f"pack dir {pack_dir} already exists and is not empty; "
                 "it is never overwritten (choose another --pack-dir)"
             )
-    parent = pack_dir.absolute().parent
-    probe = parent
-    while not probe.exists():
+    probe = pack_dir.absolute().parent
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise OutputError(f"cannot write the pack dir {pack_dir} (no write permission)")
+    if not probe.is_dir():
+        raise OutputError(f"cannot create the pack dir {pack_dir}: {probe} is not a directory")
+    # A real write, not os.access: root passes access checks on read-only or virtual
+    # file systems (/proc, a read-only mount) where creating the pack would still fail.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".editproof-probe-", dir=probe))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(f"cannot write the pack dir {pack_dir} ({probe}: {reason})") from None
 
 
 def check_run(run_dir: Path) -> VerdictInputs:
