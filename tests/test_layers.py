@@ -52,6 +52,7 @@ LIGHT = [
     "editproof.pack.index",
     "editproof.pack.schema",
     "editproof.pack.source",
+    "editproof.pack.verification",
     "editproof.pack.attestation",
     "editproof.pack.archive",
     "editproof.pack.diff",

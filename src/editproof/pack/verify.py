@@ -15,7 +15,6 @@ The pack is read through a :class:`~editproof.pack.source.PackSource`: a directo
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -27,76 +26,19 @@ from editproof.pack.manifest import Manifest, ManifestError, listed_paths_lenien
 from editproof.pack.policy import VerifyPolicy
 from editproof.pack.recompute import check_reports, check_verdict
 from editproof.pack.source import PackSource, TarSource, open_source
+from editproof.pack.verification import (
+    PHASE_OF_CODE,
+    PHASES,
+    Check,
+    Outcome,
+    PackVerification,
+)
 
-Outcome = Literal["ok", "warn", "fail", "skip"]
+__all__ = ["PHASES", "Check", "PackVerification", "verify_pack"]
+
 MAX_MANIFEST_BYTES = 64 << 20
 # Files the verifier parses; their bytes are kept from the read that hashed them.
 _KEEP_SUFFIXES = (".json", ".txt", ".pem")
-
-PHASES: tuple[tuple[str, int], ...] = (
-    ("files present", 3),
-    ("manifest schema", 4),
-    ("signature", 5),
-    ("integrity", 6),
-    ("report verification", 7),
-    ("verdict", 8),
-)
-_PHASE_OF_CODE = {code: i for i, (_, code) in enumerate(PHASES)}
-
-
-@dataclass
-class Check:
-    phase: str
-    name: str
-    outcome: Outcome
-    detail: str
-    exit_code: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase,
-            "check": self.name,
-            "outcome": self.outcome,
-            "detail": self.detail,
-            "exit_code": self.exit_code,
-        }
-
-
-@dataclass
-class PackVerification:
-    pack: Path
-    policy: str
-    checks: list[Check] = field(default_factory=list)
-    verdict: str | None = None
-    signatures: list[str] = field(default_factory=list)  # e.g. "ed25519 (trusted key)"
-    kind: Literal["directory", "archive"] = "directory"
-    # What was verified, for callers that go on to read the pack (``diff``): the parsed
-    # manifest, its sha256, and the bytes of every parsed file, from the read that hashed it.
-    manifest: Manifest | None = None
-    manifest_sha256: str | None = None
-    files: dict[str, bytes] = field(default_factory=dict, repr=False)
-
-    @property
-    def exit_code(self) -> int:
-        return next((c.exit_code for c in self.checks if c.outcome == "fail"), 0)
-
-    @property
-    def warnings(self) -> list[Check]:
-        return [c for c in self.checks if c.outcome == "warn"]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "format": "editproof.pack-verification",
-            "schema_version": 1,
-            "pack": str(self.pack),
-            "kind": self.kind,
-            "policy": self.policy,
-            "exit_code": self.exit_code,
-            "ok": self.exit_code == 0,
-            "verdict": self.verdict,
-            "signatures": self.signatures,
-            "checks": [c.as_dict() for c in self.checks],
-        }
 
 
 class _Stop(Exception):
@@ -139,7 +81,7 @@ def verify_pack(pack: Path, policy: VerifyPolicy) -> PackVerification:
         for name, code in PHASES:
             if name not in done:
                 run.result.checks.append(Check(name, name, "skip", "not reached", code))
-        run.result.checks.sort(key=lambda c: _PHASE_OF_CODE[c.exit_code])
+        run.result.checks.sort(key=lambda c: PHASE_OF_CODE[c.exit_code])
     finally:
         if isinstance(src, TarSource):
             src.close()
@@ -151,7 +93,7 @@ def _verify(run: _Run) -> None:
     # 3: presence (an unusable container fails with its own phase's code)
     problem = src.container_problem()
     if problem is not None:
-        run.enter(_PHASE_OF_CODE[problem[0]])
+        run.enter(PHASE_OF_CODE[problem[0]])
         run.fail("pack container", problem[1])
     control: dict[str, bytes] = {}
     for name in (L.MANIFEST, L.CHECKSUMS):
