@@ -126,6 +126,8 @@ def test_cli_pass_to_fail_is_a_regression(cli: Cli, pack: Path, fail_pack: Path,
     assert data["format"] == "editproof.pack-diff" and data["schema_version"] == 1
     assert data["verdict_change"] == "PASS->FAIL" and data["regression"] is True
     assert data["counts"]["added"] >= 1 and data["counts"]["missing"] >= 1  # other scenarios
+    unmatched = [r for r in data["runs"] if r["change"] in ("added", "missing")]
+    assert unmatched and not any(r["guards_gained"] or r["guards_lost"] for r in unmatched)
     assert data["a"]["tool_version"] and data["b"]["manifest_sha256"]
     assert cli("diff", str(fail_pack), str(pack)).code == 0  # FAIL -> PASS: no regression
     assert cli("diff", "--fail-on", "change", str(fail_pack), str(pack)).code == 1

@@ -234,8 +234,8 @@ def _run(ra: Record | None, rb: Record | None, a: DiffInput, b: DiffInput) -> Ru
         ci_a=ci_a,
         ci_b=ci_b,
         ci_overlap=_overlap(ci_a, ci_b),
-        guards_gained=sorted(flags_b - flags_a),
-        guards_lost=sorted(flags_a - flags_b),
+        guards_gained=sorted(flags_b - flags_a) if ra and rb else [],  # matched runs only
+        guards_lost=sorted(flags_a - flags_b) if ra and rb else [],
         weight_sha256_a=_digests(a.manifest).get(ra.model) if ra else None,
         weight_sha256_b=_digests(b.manifest).get(rb.model) if rb else None,
         regression=regression,
