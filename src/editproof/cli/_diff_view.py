@@ -3,6 +3,8 @@ table of runs (rich; plain text when not a terminal)."""
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
@@ -13,12 +15,14 @@ def _b(x: bool | None) -> str:
     return "-" if x is None else ("yes" if x else "no")
 
 
-def _f(x: float | None, digits: int = 4) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+def _f(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.4f}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
 def _ci(ci: tuple[float, float] | None) -> str:
-    return "-" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+    return "-" if ci is None else f"[{_f(ci[0])}, {_f(ci[1])}]"
 
 
 def _flip(a: object, b: object) -> str:
@@ -32,13 +36,17 @@ def _short(digest: str | None) -> str:
 
 def _row(r: RunChange) -> list[str]:
     guards = [f"+{g}" for g in r.guards_gained] + [f"-{g}" for g in r.guards_lost]
-    delta = "-" if r.ratio_delta is None else f"{r.ratio_delta:+.4f}"
+    delta = (
+        "-" if r.ratio_delta is None else ("+" if r.ratio_delta >= 0 else "") + _f(r.ratio_delta)
+    )
     return [
         ("REGRESSION" if r.regression else r.change),
         f"{r.model_dir}/{r.scenario}/run_{r.run}",
         _flip(r.status_a, r.status_b),
         _flip(_b(r.requirement_met_a), _b(r.requirement_met_b)),
-        f"{_f(r.ratio_a)} -> {_f(r.ratio_b)} ({delta})",
+        _f(r.ratio_a),
+        _f(r.ratio_b),
+        delta,
         _ci(r.ci_a),
         _ci(r.ci_b),
         _b(r.ci_overlap),
@@ -47,7 +55,8 @@ def _row(r: RunChange) -> list[str]:
 
 
 def print_diff(d: PackDiff, console: Console | None = None) -> None:
-    out = console or Console(highlight=False)
+    # Piped output is not cut to 80 columns: the table is meant to be read whole.
+    out = console or Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     for label, side in (("A", d.a), ("B", d.b)):
         out.print(
             f"pack {label}: {side.pack} ({side.kind}) verdict {side.verdict}, suite {side.suite}, "
@@ -69,8 +78,8 @@ def print_diff(d: PackDiff, console: Console | None = None) -> None:
                 markup=False,
             )
     table = Table(title="runs (model dir / scenario / run)", show_lines=False)
-    for col in ("change", "run", "status", "req met", "ratio A -> B (delta)", "CI A", "CI B",
-                "overlap", "guards"):  # fmt: skip
+    for col in ("change", "run", "status", "req met", "ratio A", "ratio B", "delta", "CI A",
+                "CI B", "overlap", "guards"):  # fmt: skip
         table.add_column(col, overflow="fold")
     for run in d.runs:
         table.add_row(*_row(run), style="bold red" if run.regression else None)
