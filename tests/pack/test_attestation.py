@@ -210,3 +210,14 @@ def test_unsigned_pack_says_it_has_none(cli: Cli, pack: Path) -> None:
     res = cli("verify", str(pack))
     assert res.code == 0 and "attestation: none" in res.out
     assert not (pack / ATT).exists()
+
+
+def test_manifest_cannot_list_the_attestation(cli: Cli, pack: Path) -> None:
+    from tests.pack.test_attacks import manifest, write_manifest
+
+    m = manifest(pack)
+    data = (pack / ATT).read_bytes()
+    m["files"].append({"path": ATT, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    write_manifest(pack, m)
+    res = cli("verify", str(pack))
+    assert res.code == 4 and "a control file cannot be listed" in res.err
