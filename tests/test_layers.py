@@ -51,7 +51,14 @@ LIGHT = [
     "editproof.pack.gpg",
     "editproof.pack.index",
     "editproof.pack.schema",
+    "editproof.pack.source",
+    "editproof.pack.verification",
+    "editproof.pack.attestation",
+    "editproof.pack.archive",
+    "editproof.pack.diff",
     "editproof.cli.pack",
+    "editproof.cli.diff",
+    "editproof.cli._diff_view",
 ]
 
 

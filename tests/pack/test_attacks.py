@@ -19,6 +19,8 @@ import pytest
 from tests.cli._cli import Result
 
 REPORT = "certs/llama/nan_injection/run_1/evaluation.report.json"
+CONTROL = ("manifest.json", "manifest.json.sig", "manifest.json.asc", "attestation.intoto.json",
+           "checksums.sha256")  # fmt: skip
 Cli = Callable[..., Result]
 
 
@@ -41,13 +43,14 @@ def write_manifest(pack: Path, data: dict[str, Any]) -> None:
 def reseal(pack: Path, sign_with: Path | None = None) -> None:
     """What an attacker without the key can do: recompute every digest, the checksums file and
     the manifest, and drop (or, with their own key, redo) the signatures."""
-    from editproof.pack import keys
+    from editproof.pack import attestation, keys
+    from editproof.pack.manifest import parse_manifest
 
     m = manifest(pack)
     files = []
     for path in sorted(p for p in pack.rglob("*") if p.is_file() and not p.is_symlink()):
         rel = path.relative_to(pack).as_posix()
-        if rel in ("manifest.json", "manifest.json.sig", "manifest.json.asc", "checksums.sha256"):
+        if rel in CONTROL:
             continue
         data = path.read_bytes()
         files.append({"path": rel, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
@@ -55,7 +58,7 @@ def reseal(pack: Path, sign_with: Path | None = None) -> None:
     (pack / "checksums.sha256").write_bytes(sums)
     m["files"] = files
     m["checksums_sha256_digest"] = hashlib.sha256(sums).hexdigest()
-    for sig in ("manifest.json.sig", "manifest.json.asc"):
+    for sig in ("manifest.json.sig", "manifest.json.asc", "attestation.intoto.json"):
         (pack / sig).unlink(missing_ok=True)
     m["signatures"] = {"ed25519": None, "gpg": None}
     m["signing_key_fingerprint"] = None
@@ -71,9 +74,10 @@ def reseal(pack: Path, sign_with: Path | None = None) -> None:
                            "gpg": None}  # fmt: skip
         m["signing_key_fingerprint"] = fp
         write_manifest(pack, m)
-        (pack / "manifest.json.sig").write_bytes(
-            keys.sign(key, (pack / "manifest.json").read_bytes())
-        )
+        data = (pack / "manifest.json").read_bytes()
+        (pack / "manifest.json.sig").write_bytes(keys.sign(key, data))
+        stmt = attestation.statement(parse_manifest(data), data)
+        (pack / "attestation.intoto.json").write_bytes(attestation.envelope(stmt, key))
         return
     write_manifest(pack, m)
 

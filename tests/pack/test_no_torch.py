@@ -1,5 +1,6 @@
 """Verifying needs no torch: a fresh venv (no system site-packages) holding only the core
-dependencies, copied from this environment, verifies a real pack."""
+dependencies, copied from this environment, verifies a real pack and its archive and diffs
+them."""
 
 from __future__ import annotations
 
@@ -62,4 +63,13 @@ def test_verify_in_a_venv_without_torch(pass_run: Path, keypair: tuple[Path, Pat
                          capture_output=True, text=True, env=clean)  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     assert "proof-grade" in res.stdout
+    from editproof.pack.archive import write_tar
+
+    tar = tmp_path / "pack.proofpack.tar"
+    write_tar(pass_run / "proof_pack", tar)
+    for args in (["verify", "--strict", "--key", str(keypair[1]), str(tar)],
+                 ["diff", str(pass_run / "proof_pack"), str(tar)]):  # fmt: skip
+        res = subprocess.run([str(py), "-m", "editproof", *args], capture_output=True, text=True,
+                             env=clean)  # fmt: skip
+        assert res.returncode == 0, res.stdout + res.stderr
     assert sys.prefix != str(env_dir)

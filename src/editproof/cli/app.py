@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
 
 from editproof import __version__
 from editproof.cli import calibrate as calibrate_cmd
+from editproof.cli import diff as diff_cmd
 from editproof.cli import edit as edit_cmd
 from editproof.cli import evaluate as evaluate_cmd
 from editproof.cli import pack as pack_cmd
@@ -46,6 +47,7 @@ app.command("run")(pack_cmd.run)
 app.command("pack")(pack_cmd.pack)
 app.command("verify")(pack_cmd.verify)
 app.command("inspect")(pack_cmd.inspect_pack)
+app.command("diff")(diff_cmd.diff)
 app.command("keygen")(pack_cmd.keygen)
 
 

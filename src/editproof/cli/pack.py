@@ -32,6 +32,9 @@ def _pack_options(
     gpg_key: str | None = typer.Option(
         None, "--gpg-key", help="Also GPG-sign with this key [$PACK_GPG_KEY; PACK_GPG_SIGN=0: off]."
     ),
+    archive: bool = typer.Option(
+        False, "--archive", help="Also write <pack dir>.proofpack.tar beside it (deterministic)."
+    ),
 ) -> None:
     """Declarations only: their parameters are appended to ``run`` and used by ``pack``."""
 
@@ -93,7 +96,7 @@ def _report_built(built: Any, pub: str, signer: Any) -> None:
     sigs = [
         s
         for s, on in (
-            ("Ed25519 manifest.json.sig", signer.key is not None),
+            ("Ed25519 manifest.json.sig + attestation.intoto.json", signer.key is not None),
             ("GPG manifest.json.asc", signer.gpg_key is not None),
         )
         if on
@@ -107,6 +110,7 @@ def _report_built(built: Any, pub: str, signer: Any) -> None:
 
 def run(**params: Any) -> None:
     """Run the suite, then build a signed proof pack of it (a FAIL verdict is packed too)."""
+    from editproof.pack.archive import check_archive_target
     from editproof.pack.build import build_pack, check_target
     from editproof.suite.runner import default_out
     from editproof.suite.suites import get_suite
@@ -121,11 +125,15 @@ def run(**params: Any) -> None:
     pack_dir = pack["pack_dir"] or opts.out / "proof_pack"
     signer, lines = _signer(pack["sign_key"], pack["no_sign"], pack["gpg_key"])
     check_target(pack_dir)
+    if pack["archive"]:
+        check_archive_target(pack_dir)
     for line in lines:
         typer.echo(line, err=True)
     outcome = suite_cmd.run_and_print(opts, quiet=quiet)
     built = build_pack(outcome.run_dir, pack_dir, signer)
     _report_built(built, _public_key_path(pack["sign_key"], signer), signer)
+    if pack["archive"]:
+        _archive(built, signer)
     if outcome.verdict != "PASS":
         typer.echo(f"the final verdict is {outcome.verdict}: this pack is evidence, not proof")
         raise typer.Exit(EXIT_GATES_FAILED)
@@ -142,14 +150,18 @@ def pack(
     sign_key: Path | None = _PACK_PARAMS[1].default,
     no_sign: bool = _PACK_PARAMS[2].default,
     gpg_key: str | None = _PACK_PARAMS[3].default,
+    archive: bool = _PACK_PARAMS[4].default,
 ) -> None:
     """Build the proof pack of a finished suite run."""
+    from editproof.pack.archive import check_archive_target
     from editproof.pack.build import build_pack, check_run, check_target
     from editproof.suite.results import read_tasks
 
     target = pack_dir or run_dir / "proof_pack"
     signer, lines = _signer(sign_key, no_sign, gpg_key)
     check_target(target)
+    if archive:
+        check_archive_target(target)
     check_run(run_dir)
     if (run_dir / "state" / "state.sqlite").is_file():
         open_tasks = [t for t in read_tasks(run_dir) if t.status in ("pending", "running")]
@@ -163,6 +175,16 @@ def pack(
     built = build_pack(run_dir, target, signer)
     typer.echo(f"FINAL VERDICT: {built.verdict}")
     _report_built(built, _public_key_path(sign_key, signer), signer)
+    if archive:
+        _archive(built, signer)
+
+
+def _archive(built: Any, signer: Any) -> None:
+    from editproof.pack.archive import write_archive
+
+    key = signer.key.public_key() if signer.key is not None else None
+    path = write_archive(built.path, key)
+    typer.echo(f"archive: {path} ({path.stat().st_size} bytes; verify reads it as it is)")
 
 
 def _fingerprint(value: str | None, gpg: bool) -> str | None:
@@ -182,7 +204,9 @@ def _fingerprint(value: str | None, gpg: bool) -> str | None:
 
 
 def verify(
-    pack_path: Path = typer.Argument(..., metavar="PACK", help="The proof pack directory."),
+    pack_path: Path = typer.Argument(
+        ..., metavar="PACK", help="A proof pack directory or .proofpack.tar."
+    ),
     strict: bool = typer.Option(
         False, "--strict", help="Proof policy: trusted signature, no extras [$PACK_STRICT_MODE=1]."
     ),
@@ -231,17 +255,17 @@ def verify(
 
 
 def inspect_pack(
-    pack_path: Path = typer.Argument(..., metavar="PACK", help="The proof pack directory."),
+    pack_path: Path = typer.Argument(
+        ..., metavar="PACK", help="A proof pack directory or .proofpack.tar."
+    ),
 ) -> None:
     """Summarise a pack's manifest WITHOUT checking it (use `verify` for that)."""
-    from editproof.errors import InvalidInputError, NotFoundError
+    from editproof.errors import InvalidInputError
     from editproof.pack.manifest import ManifestError, parse_manifest
+    from editproof.pack.source import peek
 
-    path = pack_path / "manifest.json"
-    if not path.is_file():
-        raise NotFoundError(f"{path} does not exist")
     try:
-        m = parse_manifest(path.read_bytes())
+        m = parse_manifest(peek(pack_path, "manifest.json"))
     except ManifestError as exc:
         raise InvalidInputError(str(exc)) from None
     sigs = [n for n, s in (("ed25519", m.signatures.ed25519), ("gpg", m.signatures.gpg)) if s]

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from editproof import __version__
 from editproof.errors import InvalidInputError, NotFoundError, OutputError
 from editproof.fileio import file_sha256
-from editproof.pack import checksums, gpg, keys
+from editproof.pack import attestation, checksums, gpg, keys
 from editproof.pack import layout as L
 from editproof.pack.index import render_index
 from editproof.pack.manifest import (
@@ -325,6 +325,8 @@ def build_pack(run_dir: Path, pack_dir: Path, signer: Signer) -> BuiltPack:
         _write(staging, L.MANIFEST, data)
         if signer.key is not None:
             _write(staging, L.SIGNATURE, keys.sign(signer.key, data))
+            stmt = attestation.statement(manifest, data)
+            _write(staging, L.ATTESTATION, attestation.envelope(stmt, signer.key))
         if signer.gpg_key is not None:
             gpg.sign(staging / L.MANIFEST, signer.gpg_key)
         key = signer.key.public_key() if signer.key is not None else None

@@ -121,3 +121,15 @@ def configured_key(explicit: str | None, env: dict[str, str], home: Path) -> tup
         if isinstance(key, str) and key:
             return key, f"GPG signature: key {key} ({config})"
     return None, "GPG signature: none (no --gpg-key, PACK_GPG_KEY or gpg_key in config.json)"
+
+
+def verify_bytes(signature: bytes, data: bytes) -> GpgCheck:
+    """``verify`` on bytes already read (from a directory or an archive): gpg reads them from
+    two files in a private temporary directory, removed afterwards."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="editproof-gpg-") as tmp:
+        sig, manifest = Path(tmp) / "manifest.json.asc", Path(tmp) / "manifest.json"
+        sig.write_bytes(signature)
+        manifest.write_bytes(data)
+        return verify(sig, manifest)

@@ -59,9 +59,12 @@ CHECKSUMS = "checksums.sha256"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"  # raw 64-byte Ed25519 signature of the manifest bytes
 GPG_SIGNATURE = "manifest.json.asc"  # detached, armored GPG signature of the manifest bytes
-# Not listed in the manifest: the manifest itself, its signatures, and (bound by digest)
-# the checksums file.
-CONTROL_FILES = frozenset({MANIFEST, SIGNATURE, GPG_SIGNATURE, CHECKSUMS})
+# DSSE envelope of an in-toto Statement that binds the manifest's sha256 (Ed25519 packs).
+ATTESTATION = "attestation.intoto.json"
+# Not listed in the manifest: the manifest itself, its signatures, the attestation (it binds
+# the manifest's digest, so the manifest cannot list it), and (bound by digest) the
+# checksums file.
+CONTROL_FILES = frozenset({MANIFEST, SIGNATURE, GPG_SIGNATURE, ATTESTATION, CHECKSUMS})
 
 STAGING_MARK = ".staging-"
 

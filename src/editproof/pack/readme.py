@@ -31,6 +31,8 @@ def render_readme(
     if ed:
         lines.append(
             f"Ed25519 key fingerprint: `{ed.fingerprint}` (sha256 of the 32 raw public-key bytes)."
+            " `attestation.intoto.json` states the verdict about the model weights as an in-toto"
+            " Statement (DSSE envelope, same key) that binds this manifest's sha256."
         )
     if gp:
         lines.append(f"GPG key fingerprint: `{gp.fingerprint}`.")

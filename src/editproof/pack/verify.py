@@ -2,85 +2,43 @@
 phase stops the run (later phases are reported as skipped).
 
 3 pack, manifest, checksums or a listed file missing · 4 manifest schema (strict JSON, known
-format and version, safe paths) · 5 signature · 6 integrity (checksum binding, every listed
-file's size and sha256, links, special and extra files) · 7 every report recomputed and the
-verdict recomputed from them · 8 verdict not PASS (only with ``require_pass``).
+format and version, safe paths; unsafe archive member names) · 5 signature (manifest
+signatures and the in-toto attestation's DSSE signature) · 6 integrity (checksum binding,
+the attestation's binding to this manifest, every listed file's size and sha256, links,
+special and extra files) · 7 every report recomputed and the verdict recomputed from them ·
+8 verdict not PASS (only with ``require_pass``).
+
+The pack is read through a :class:`~editproof.pack.source.PackSource`: a directory or a
+``.proofpack.tar`` archive read in place; every check is the same for both.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from editproof.pack import checksums, gpg, keys, safefs
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from editproof.pack import attestation, checksums, gpg, keys, safefs
 from editproof.pack import layout as L
 from editproof.pack.manifest import Manifest, ManifestError, listed_paths_leniently, parse_manifest
 from editproof.pack.policy import VerifyPolicy
 from editproof.pack.recompute import check_reports, check_verdict
+from editproof.pack.source import PackSource, TarSource, open_source
+from editproof.pack.verification import (
+    PHASE_OF_CODE,
+    PHASES,
+    Check,
+    Outcome,
+    PackVerification,
+)
 
-Outcome = Literal["ok", "warn", "fail", "skip"]
+__all__ = ["PHASES", "Check", "PackVerification", "verify_pack"]
+
 MAX_MANIFEST_BYTES = 64 << 20
 # Files the verifier parses; their bytes are kept from the read that hashed them.
 _KEEP_SUFFIXES = (".json", ".txt", ".pem")
-
-PHASES: tuple[tuple[str, int], ...] = (
-    ("files present", 3),
-    ("manifest schema", 4),
-    ("signature", 5),
-    ("integrity", 6),
-    ("report verification", 7),
-    ("verdict", 8),
-)
-
-
-@dataclass
-class Check:
-    phase: str
-    name: str
-    outcome: Outcome
-    detail: str
-    exit_code: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase,
-            "check": self.name,
-            "outcome": self.outcome,
-            "detail": self.detail,
-            "exit_code": self.exit_code,
-        }
-
-
-@dataclass
-class PackVerification:
-    pack: Path
-    policy: str
-    checks: list[Check] = field(default_factory=list)
-    verdict: str | None = None
-    signatures: list[str] = field(default_factory=list)  # e.g. "ed25519 (trusted key)"
-
-    @property
-    def exit_code(self) -> int:
-        return next((c.exit_code for c in self.checks if c.outcome == "fail"), 0)
-
-    @property
-    def warnings(self) -> list[Check]:
-        return [c for c in self.checks if c.outcome == "warn"]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "format": "editproof.pack-verification",
-            "schema_version": 1,
-            "pack": str(self.pack),
-            "policy": self.policy,
-            "exit_code": self.exit_code,
-            "ok": self.exit_code == 0,
-            "verdict": self.verdict,
-            "signatures": self.signatures,
-            "checks": [c.as_dict() for c in self.checks],
-        }
 
 
 class _Stop(Exception):
@@ -88,9 +46,12 @@ class _Stop(Exception):
 
 
 class _Run:
-    def __init__(self, pack: Path, policy: VerifyPolicy) -> None:
-        self.pack, self.policy = pack, policy
-        self.result = PackVerification(pack=pack, policy=policy.name)
+    def __init__(self, pack: Path, src: PackSource, policy: VerifyPolicy) -> None:
+        self.src, self.policy = src, policy
+        kind: Literal["directory", "archive"] = (
+            "archive" if isinstance(src, TarSource) else "directory"
+        )
+        self.result = PackVerification(pack=pack, policy=policy.name, kind=kind)
         self.phase, self.code = PHASES[0]
 
     def enter(self, phase: int) -> None:
@@ -110,7 +71,9 @@ class _Run:
 
 
 def verify_pack(pack: Path, policy: VerifyPolicy) -> PackVerification:
-    run = _Run(pack, policy)
+    """Verify the pack directory or ``.proofpack.tar`` archive at ``pack``."""
+    src = open_source(pack)
+    run = _Run(pack, src, policy)
     try:
         _verify(run)
     except _Stop:
@@ -118,18 +81,24 @@ def verify_pack(pack: Path, policy: VerifyPolicy) -> PackVerification:
         for name, code in PHASES:
             if name not in done:
                 run.result.checks.append(Check(name, name, "skip", "not reached", code))
+        run.result.checks.sort(key=lambda c: PHASE_OF_CODE[c.exit_code])
+    finally:
+        if isinstance(src, TarSource):
+            src.close()
     return run.result
 
 
 def _verify(run: _Run) -> None:
-    pack, policy = run.pack, run.policy
-    # 3: presence
-    if not pack.is_dir():
-        run.fail("pack directory", f"{pack} is not a directory")
+    src, policy = run.src, run.policy
+    # 3: presence (an unusable container fails with its own phase's code)
+    problem = src.container_problem()
+    if problem is not None:
+        run.enter(PHASE_OF_CODE[problem[0]])
+        run.fail("pack container", problem[1])
     control: dict[str, bytes] = {}
     for name in (L.MANIFEST, L.CHECKSUMS):
         try:
-            got = safefs.read(pack, name, keep=True)
+            got = src.read(name, keep=True)
         except FileNotFoundError:
             run.fail(name, f"{name} is missing")
         except (safefs.UnsafeFileError, OSError) as exc:
@@ -138,7 +107,7 @@ def _verify(run: _Run) -> None:
             run.fail(name, f"{name} is larger than {MAX_MANIFEST_BYTES} bytes")
         assert got.data is not None
         control[name] = got.data
-    missing = [p for p in listed_paths_leniently(control[L.MANIFEST]) if not _lexists(pack, p)]
+    missing = [p for p in listed_paths_leniently(control[L.MANIFEST]) if not src.exists(p)]
     if missing:
         run.fail("listed files", f"{len(missing)} listed file(s) missing: {', '.join(missing[:5])}")
     run.add("files present", "ok", "manifest.json, checksums.sha256 and every listed file exist")
@@ -149,19 +118,28 @@ def _verify(run: _Run) -> None:
         manifest = parse_manifest(control[L.MANIFEST])
     except ManifestError as exc:
         run.fail("manifest schema", str(exc))
+    run.result.manifest = manifest
+    run.result.manifest_sha256 = hashlib.sha256(control[L.MANIFEST]).hexdigest()
     run.add(
         "manifest schema",
         "ok",
         f"{manifest.format} v{manifest.schema_version}, {len(manifest.files)} files",
     )
 
-    # 5: signature
+    # 5: signatures, then the attestation's DSSE signature by the same key
     run.enter(2)
-    _check_signatures(run, manifest, control[L.MANIFEST])
+    public = _check_signatures(run, manifest, control[L.MANIFEST])
+    statement = _attestation_signature(run, manifest, public)
 
     # 6: integrity
     run.enter(3)
+    if statement is not None:
+        problems = attestation.binding_problems(statement, manifest, control[L.MANIFEST])
+        if problems:
+            run.fail("attestation binding", f"{L.ATTESTATION}: " + " | ".join(problems))
+        run.add("attestation binding", "ok", "its manifest digest, subjects and verdict match")
     files = _check_integrity(run, manifest, control[L.CHECKSUMS])
+    run.result.files = files
 
     # 7: reports and verdict recomputed
     run.enter(4)
@@ -187,25 +165,19 @@ def _verify(run: _Run) -> None:
         run.add("verdict PASS", "ok", "PASS")
 
 
-def _lexists(root: Path, rel: str) -> bool:
-    try:
-        (root / rel).lstat()
-    except OSError:
-        return False
-    return True
-
-
-def _check_signatures(run: _Run, manifest: Manifest, data: bytes) -> None:
-    policy, pack = run.policy, run.pack
+def _check_signatures(run: _Run, manifest: Manifest, data: bytes) -> Ed25519PublicKey | None:
+    """The manifest's signatures; returns the Ed25519 key that verified it, if any."""
+    policy = run.policy
     ed, gp = manifest.signatures.ed25519, manifest.signatures.gpg
     trusted = False
+    public: Ed25519PublicKey | None = None
     if ed is not None and manifest.signing_key_fingerprint != ed.fingerprint:
         run.fail("ed25519", "signing_key_fingerprint differs from the signature's fingerprint")
     if ed is None and manifest.signing_key_fingerprint is not None:
         run.fail("ed25519", "signing_key_fingerprint is set but no Ed25519 signature is declared")
     if ed is not None:
         try:
-            sig = safefs.read(pack, L.SIGNATURE, keep=True).data or b""
+            sig = run.src.read(L.SIGNATURE, keep=True).data or b""
         except (FileNotFoundError, safefs.UnsafeFileError, OSError):
             run.fail(
                 "ed25519",
@@ -238,7 +210,7 @@ def _check_signatures(run: _Run, manifest: Manifest, data: bytes) -> None:
     elif policy.key is not None or policy.fingerprint is not None:
         run.fail("ed25519", "you asked for an Ed25519 signature; the pack has none")
     if gp is not None:
-        trusted = _check_gpg(run, gp.fingerprint) or trusted
+        trusted = _check_gpg(run, gp.fingerprint, data) or trusted
     elif policy.gpg_fingerprint is not None:
         run.fail("gpg", "you asked for a GPG signature; the pack has none")
     if ed is None and gp is None:
@@ -254,6 +226,37 @@ def _check_signatures(run: _Run, manifest: Manifest, data: bytes) -> None:
             "(--key PUB, --fingerprint FP or --gpg-fingerprint FP); the pack's own key is "
             "only a hint",
         )
+    return public
+
+
+def _attestation_signature(
+    run: _Run, manifest: Manifest, public: Ed25519PublicKey | None
+) -> attestation.Statement | None:
+    if public is None:
+        run.add("attestation", "ok", "none: no Ed25519 key signed this pack, so it carries none")
+        return None
+    try:
+        data = run.src.read(L.ATTESTATION, keep=True).data
+    except FileNotFoundError:
+        run.warn_or_fail(
+            run.policy.require_trusted_signature,
+            "attestation",
+            f"{L.ATTESTATION} is missing (strict: a signed pack must carry it)",
+        )
+        return None
+    except (safefs.UnsafeFileError, OSError) as exc:
+        run.fail("attestation", f"{L.ATTESTATION} is not a regular file ({exc})")
+    try:
+        statement = attestation.open_envelope(data or b"", public)
+    except attestation.AttestationError as exc:
+        run.fail("attestation", f"{L.ATTESTATION}: {exc}")
+    run.add(
+        "attestation",
+        "ok",
+        f"DSSE in-toto Statement signed by {keys.fingerprint(public)}, "
+        f"{len(statement.subject)} subject(s)",
+    )
+    return statement
 
 
 def _hint_key(run: _Run, hint: str | None, manifest: Manifest) -> Any:
@@ -262,13 +265,13 @@ def _hint_key(run: _Run, hint: str | None, manifest: Manifest) -> Any:
         run.fail("ed25519", "no --key given and the pack holds no listed public key")
     assert hint is not None
     try:
-        data = safefs.read(run.pack, hint, keep=True).data or b""
+        data = run.src.read(hint, keep=True).data or b""
         return keys.parse_public(data, hint)
     except Exception as exc:
         run.fail("ed25519", f"the pack's public key {hint} is unusable ({exc})")
 
 
-def _check_gpg(run: _Run, recorded: str) -> bool:
+def _check_gpg(run: _Run, recorded: str, data: bytes) -> bool:
     policy = run.policy
     if not gpg.available():
         run.warn_or_fail(
@@ -277,10 +280,11 @@ def _check_gpg(run: _Run, recorded: str) -> bool:
             "the pack has a GPG signature but gpg is not installed",
         )
         return False
-    asc = run.pack / L.GPG_SIGNATURE
-    if asc.is_symlink() or not asc.is_file():
+    try:
+        asc = run.src.read(L.GPG_SIGNATURE, keep=True).data or b""
+    except (FileNotFoundError, safefs.UnsafeFileError, OSError):
         run.fail("gpg", f"the manifest declares {L.GPG_SIGNATURE}, which is missing")
-    check = gpg.verify(asc, run.pack / L.MANIFEST)
+    check = gpg.verify_bytes(asc, data)
     if check.no_public_key and policy.gpg_fingerprint is None:
         run.add(
             "gpg",
@@ -302,7 +306,7 @@ def _check_gpg(run: _Run, recorded: str) -> bool:
 
 
 def _check_integrity(run: _Run, manifest: Manifest, sums: bytes) -> dict[str, bytes]:
-    policy, pack = run.policy, run.pack
+    policy, src = run.policy, run.src
     if hashlib.sha256(sums).hexdigest() != manifest.checksums_sha256_digest:
         run.fail("checksums binding", "sha256 of checksums.sha256 differs from the manifest's")
     try:
@@ -316,7 +320,7 @@ def _check_integrity(run: _Run, manifest: Manifest, sums: bytes) -> dict[str, by
     linked: list[str] = []
     for entry in manifest.files:
         try:
-            got = safefs.read(pack, entry.path, keep=entry.path.endswith(_KEEP_SUFFIXES))
+            got = src.read(entry.path, keep=entry.path.endswith(_KEEP_SUFFIXES))
         except FileNotFoundError:
             run.fail("file digests", f"{entry.path}: missing")
         except (safefs.UnsafeFileError, OSError) as exc:
@@ -336,13 +340,18 @@ def _check_integrity(run: _Run, manifest: Manifest, sums: bytes) -> dict[str, by
         )
     allowed = {f.path for f in manifest.files} | {L.MANIFEST, L.CHECKSUMS}
     if manifest.signatures.ed25519 is not None:
-        allowed.add(L.SIGNATURE)
+        allowed |= {L.SIGNATURE, L.ATTESTATION}
     if manifest.signatures.gpg is not None:
         allowed.add(L.GPG_SIGNATURE)
     try:
-        found = safefs.entries(pack)
+        found = src.entries()
     except safefs.UnsafeFileError as exc:
         run.fail("extra files", str(exc))
+    odd = sorted(f"{p} ({k})" for p, k in found.items() if k != "file")
+    if odd and src.strict_kinds:
+        run.fail(
+            "archive members", f"{len(odd)} link(s) or special member(s): {', '.join(odd[:5])}"
+        )
     extra = sorted(f"{p} ({k})" for p, k in found.items() if p not in allowed or k != "file")
     if extra:
         run.warn_or_fail(
