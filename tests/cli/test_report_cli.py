@@ -57,6 +57,8 @@ def test_schema_command(cli: Callable[..., Result], tmp_path: Path) -> None:
         "detection_matrix.schema.json",
         "records.schema.json",
         "proof_pack_manifest.schema.json",
+        "proof_pack_attestation_statement.schema.json",
+        "proof_pack_diff.schema.json",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
     assert r.out.split() == [str(tmp_path / n) for n in names]
