@@ -28,7 +28,10 @@ TUNED_PARAMS = typer.Option(
 )
 TIER = typer.Option("balanced", "--tier", help="balanced, conservative or aggressive.")
 PROVIDER = typer.Option(
-    "pydoc", "--provider", help="Text: pydoc (offline default), text, jsonl or hf."
+    "pydoc",
+    "--provider",
+    help="Text: pydoc (offline default), stdlib (pydoc + stdlib docstrings, about 3x), text, "
+    "jsonl or hf.",
 )
 DATA = typer.Option(None, "--data", help="File or folder for the text/jsonl providers.")
 FIELD = typer.Option("text", "--field", help="JSON field (jsonl) or column (hf) holding the text.")

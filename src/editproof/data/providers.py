@@ -20,7 +20,7 @@ from typing import Any
 
 from editproof.errors import InvalidInputError, NotFoundError, UsageError
 
-PROVIDERS: tuple[str, ...] = ("pydoc", "text", "jsonl", "hf")
+PROVIDERS: tuple[str, ...] = ("pydoc", "stdlib", "text", "jsonl", "hf")
 
 # Suffixes picked up when a folder is given to the ``text`` provider.
 TEXT_SUFFIXES: frozenset[str] = frozenset({".txt", ".md", ".rst", ".text"})
@@ -67,7 +67,7 @@ def load_corpus(
     """Load a corpus from ``provider`` (one of :data:`PROVIDERS`)."""
     if provider not in PROVIDERS:
         raise UsageError(f"unknown text provider {provider!r}; use one of: {', '.join(PROVIDERS)}")
-    if provider in ("pydoc", "hf") and path is not None:
+    if provider in ("pydoc", "stdlib", "hf") and path is not None:
         raise UsageError(f"--data is not used by the {provider!r} provider; drop it")
     if provider != "hf" and (dataset is not None or config is not None):
         raise UsageError(
@@ -79,6 +79,16 @@ def load_corpus(
     if provider == "pydoc":
         docs = _pydoc_documents()
         source |= {"module": "pydoc_data.topics", "python": platform.python_version()}
+    elif provider == "stdlib":
+        from editproof.data.stdlib_docs import stdlib_documents
+
+        extra, imported = stdlib_documents()
+        docs = _pydoc_documents() + extra
+        source |= {
+            "module": "pydoc_data.topics + stdlib docstrings",
+            "python": platform.python_version(),
+            "stdlib_modules": str(imported),
+        }
     elif provider in ("text", "jsonl"):
         if path is None:
             raise UsageError(f"the {provider!r} provider needs --data pointing to a file or folder")
