@@ -6,6 +6,11 @@ is shown for these. Anything else escaping the library is a bug and exits 70.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class EditproofError(Exception):
     """Base class for every error the user can cause or fix."""
@@ -71,3 +76,15 @@ class MalformedReportError(EditproofError):
 EXIT_GATES_FAILED = 1
 # Exit code for an unexpected internal error (a bug): BSD EX_SOFTWARE.
 EXIT_INTERNAL = 70
+
+
+def validation_summary(exc: ValidationError, *, count_more: bool = False) -> str:
+    """``where: message`` of a validation error's first problem, for one-line errors:
+    ``where`` is the dotted field path (``(top level)`` for the whole object), and the
+    message loses pydantic's ``Value error, `` prefix. ``count_more`` adds how many other
+    problems there were."""
+    first = exc.errors()[0]
+    where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    more = exc.error_count() - 1
+    return f"{where}: {msg}" + (f" (and {more} more)" if count_more and more else "")

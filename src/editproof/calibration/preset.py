@@ -35,7 +35,7 @@ from editproof.calibration.null_sweep import (
 )
 from editproof.edits import parse_spec
 from editproof.edits.tuned import tuned_entry
-from editproof.errors import InvalidInputError, NotFoundError, UsageError
+from editproof.errors import InvalidInputError, NotFoundError, UsageError, validation_summary
 from editproof.lm.anatomy import FAMILIES
 from editproof.policy import TierPolicy
 from editproof.policy.guards import FamilyValues
@@ -307,7 +307,8 @@ def apply_overrides(tier: TierPolicy, overrides: Overrides, name: str) -> TierPo
     try:
         return TierPolicy.model_validate(merged)
     except ValidationError as exc:
-        raise InvalidInputError(f"overrides for tier '{tier.name}': {_first_error(exc)}") from None
+        problem = validation_summary(exc, count_more=True)
+        raise InvalidInputError(f"overrides for tier '{tier.name}': {problem}") from None
 
 
 def apply_preset(tier: TierPolicy, preset: Preset) -> TierPolicy:
@@ -390,7 +391,7 @@ def _load(path: Path, model: type[_M], what: str) -> _M:
     try:
         return model.model_validate(_parse(path, text, suffix))
     except ValidationError as exc:
-        raise InvalidInputError(f"{path}: {_first_error(exc)}") from None
+        raise InvalidInputError(f"{path}: {validation_summary(exc, count_more=True)}") from None
 
 
 def _parse(path: Path, text: str, suffix: str) -> object:
@@ -415,13 +416,6 @@ def _yaml() -> ModuleType:
         return importlib.import_module("yaml")
     except ImportError:
         raise UsageError("YAML presets need PyYAML: pip install pyyaml") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{loc}: {str(err['msg']).removeprefix('Value error, ')}{more}"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -32,7 +32,12 @@ from markupsafe import Markup, escape
 from pydantic import BaseModel, ValidationError
 
 from editproof import __version__
-from editproof.errors import InvalidInputError, MalformedReportError, NotFoundError
+from editproof.errors import (
+    InvalidInputError,
+    MalformedReportError,
+    NotFoundError,
+    validation_summary,
+)
 from editproof.report.format import DASH, FILTERS, fixed, interval
 from editproof.report.io import HTML_NAME, REPORT_NAME, parse_report
 from editproof.report.model import EvaluationReport
@@ -161,9 +166,7 @@ def _load_verdict(root: Path) -> FinalVerdict:
     try:
         return FinalVerdict.model_validate_json(path.read_bytes())
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        raise InvalidInputError(f"{RESULTS}/{FINAL_JSON}: {where}: {first['msg']}") from None
+        raise InvalidInputError(f"{RESULTS}/{FINAL_JSON}: {validation_summary(exc)}") from None
 
 
 def _summary_notes(root: Path, v: FinalVerdict) -> list[str]:

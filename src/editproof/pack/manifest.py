@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from editproof.errors import validation_summary
 from editproof.pack import strictjson
 from editproof.pack.layout import collision_key, path_problem
 
@@ -127,10 +128,7 @@ def parse_manifest(data: bytes) -> Manifest:
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        msg = first["msg"].removeprefix("Value error, ")
-        raise ManifestError(f"manifest.json: {where}: {msg}") from None
+        raise ManifestError(f"manifest.json: {validation_summary(exc)}") from None
 
 
 def listed_paths_leniently(data: bytes) -> list[str]:

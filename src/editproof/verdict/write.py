@@ -14,6 +14,7 @@ from editproof.errors import (
     MalformedReportError,
     NotFoundError,
     OutputError,
+    validation_summary,
 )
 from editproof.fileio import atomic_write_text
 from editproof.report.io import parse_report
@@ -133,10 +134,7 @@ def parse_inputs(text: str | bytes, source: str) -> VerdictInputs:
     try:
         return VerdictInputs.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        msg = first["msg"].removeprefix("Value error, ")
-        raise InvalidInputError(f"verdict inputs {source}: {where}: {msg}") from None
+        raise InvalidInputError(f"verdict inputs {source}: {validation_summary(exc)}") from None
 
 
 def load_inputs(path: Path) -> VerdictInputs:
