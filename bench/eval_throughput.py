@@ -6,6 +6,10 @@
 Both loops see the same windows and batch size; they alternate over --repeats rounds and the
 median of each is reported. "bare+loss" adds the fp32 cross-entropy a real evaluation needs
 (what the peer's "bare forward + loss" figure measured). Prints one JSON line at the end.
+
+On a GPU it also times a bf16 matmul (8192 x 8192, the card's practical dense peak, in the
+same process) and reports each loop's TFLOP/s (2 x parameters x tokens/s, the usual count
+that leaves attention out) against it. ``--batch-size 8,16,32`` runs each size in turn.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def main() -> None:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--windows", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", default="8", help="one size or several: 8,16,32")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
@@ -75,6 +79,44 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (args.windows, args.seq_len), generator=gen)
+    peak_tflops = _matmul_peak(device) if device.startswith("cuda") else None
+    for size in [int(s) for s in args.batch_size.split(",")]:
+        _one_size(args, model, ids, size, device, dtype, build_s, peak_tflops)
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def _matmul_peak(device: str) -> float:
+    """bf16 TFLOP/s of a large square matmul: the practical ceiling on this card."""
+    import torch
+
+    n = 8192
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    reps = 20
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+
+
+def _one_size(
+    args: Any,
+    model: Any,
+    ids: Any,
+    batch_size: int,
+    device: str,
+    dtype: Any,
+    build_s: float,
+    peak_tflops: float | None,
+) -> None:
+    import torch
+
+    args.batch_size = batch_size
     windows = ids.tolist()
     batches = [ids[i : i + args.batch_size].to(device) for i in range(0, len(ids), args.batch_size)]
     bare(model, batches[:1], device, loss=False)  # warm-up: kernels, allocator
@@ -105,6 +147,11 @@ def main() -> None:
     print(f"  ratio ours/bare      {rate['ours'] / rate['bare']:.3f}")
     print(f"  ratio ours/bare+loss {rate['ours'] / rate['bare+loss']:.3f}")
     print(f"  peak memory ({result.telemetry.peak_memory_kind}) {peak:.2f} GiB")
+    tflops = {k: 2 * n_params * v / 1e12 for k, v in rate.items()}
+    if peak_tflops:
+        print(f"  bf16 matmul peak, same process: {peak_tflops:.0f} TFLOP/s")
+        for key in ("bare", "bare+loss", "ours"):
+            print(f"  {key:10} {tflops[key]:6.0f} TFLOP/s = {tflops[key] / peak_tflops:.1%} of it")
     print(
         json.dumps(
             {
@@ -121,6 +168,8 @@ def main() -> None:
                 "ratio_vs_bare": rate["ours"] / rate["bare"],
                 "ratio_vs_bare_loss": rate["ours"] / rate["bare+loss"],
                 "peak_gib": peak,
+                "tflops": tflops,
+                "matmul_peak_tflops": peak_tflops,
             }
         )
     )

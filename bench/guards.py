@@ -5,6 +5,11 @@
 For each spec: the primary metric, each guard's status, and each guard's time as a fraction
 of the evaluation's own measurement time (the subject's forward passes). The null check
 (noop re-measured under other seeds and window samples) is `editproof calibrate null-sweep`.
+
+Then, per scenario (``judge_edit`` with the baseline reused, as inside a suite): wall time,
+where it went (edit apply, subject measurement, guards, restore check, the rest) and its
+ratio to the subject-arm floor, a bare forward + loss over the same windows at the same
+batch size, timed in the same process after the specs (``--no-floor`` skips it).
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ DEFAULT_SPECS = "noop,quant_rtn:8:32:all,quant_rtn:clean:ffn,magnitude_prune:0.5
 
 
 def _baseline(model: str, device: str, work: Path) -> str:
-    if model == "demo":
-        return "demo"
+    if model == "demo" or model.startswith("random:"):
+        return model  # the embedded model, or a shape drawn on the device (no disk)
     import torch
     from _models import build, train_tokenizer
 
@@ -65,6 +70,7 @@ def _row(spec: str, report: Any) -> dict[str, Any]:
         "invalid": report.primary_metric.invalid,
         "measure_s": measure,
         "guards": guards,
+        "timings": {k: v for k, v in timings.items() if k != "total"},
     }
 
 
@@ -72,13 +78,16 @@ def main() -> None:
     import torch
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="demo")
+    p.add_argument("--model", default="demo", help="demo, a shape name, or random:<dir>")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--specs", default=DEFAULT_SPECS)
     p.add_argument("--windows", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workdir", default=None)
+    p.add_argument("--provider", default="auto")
+    p.add_argument("--no-floor", action="store_true")
+    p.add_argument("--json", help="write every figure here")
     args = p.parse_args()
 
     from editproof.evaluation import EvaluationConfig, Evaluator
@@ -99,6 +108,7 @@ def main() -> None:
             device=device,
             seed=seed,
             relax_token_floor=True,
+            provider=args.provider,
         )
 
     rows = []
@@ -128,11 +138,68 @@ def main() -> None:
             print(
                 f"{spec:28} {row['status']:6} {ratio:>9}  " + "  ".join(f"{c:>16}" for c in cells)
             )
+    floor = None
+    if rows and not args.no_floor:
+        floor = _floor(ev, args.batch_size)
+        _per_scenario(rows, floor)
+    figures = {
+        "bench": "guards",
+        "model": args.model,
+        "device": device,
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "windows": args.windows,
+        "batch_size": args.batch_size,
+        "subject_floor_s": floor,
+        "baseline_timings": ev.timings if args.specs else None,
+        "rows": rows,
+    }
+    print(json.dumps(figures, default=str))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2, default=str) + "\n")
+
+
+def _floor(ev: Any, batch: int) -> float:
+    """One arm's bare forward + mean CE over the evaluator's own windows (after a warm-up
+    pass), on the loaded baseline: what any evaluator pays for the subject's numbers."""
+    import torch
+
+    model = ev.model.model
+    device = ev.model.device
+    ids = torch.tensor(ev.windows, device=device)
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, len(ids), batch):
+                x = ids[i : i + batch]
+                logits = model(x).logits[:, :-1].float()
+                torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)
+                )
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    run()
+    return min(run(), run())
+
+
+def _per_scenario(rows: list[dict[str, Any]], floor: float) -> None:
+    keys = ("edit_apply", "measure_subject", "guards_subject", "restore_verify")
+    print(f"\nper scenario (baseline reused); subject-arm floor {floor:.2f}s")
+    print(f"{'spec':28} {'wall':>6} {'/floor':>7}  " + " ".join(f"{k:>15}" for k in keys))
+    for row in rows:
+        t = row["timings"]
+        named = sum(float(t.get(k, 0.0)) for k in keys)
+        row["other_s"] = row["wall_s"] - named
+        row["wall_over_floor"] = row["wall_s"] / floor
+        cells = " ".join(f"{float(t.get(k, 0.0)):15.2f}" for k in keys)
+        print(f"{row['spec']:28} {row['wall_s']:6.2f} {row['wall_over_floor']:6.2f}x  {cells}")
+    walls = [r["wall_s"] for r in rows]
+    guards = [float(r["timings"].get("guards_subject", 0.0)) for r in rows]
     print(
-        json.dumps(
-            {"bench": "guards", "model": args.model, "device": device, "rows": rows},
-            default=str,
-        )
+        f"mean wall {sum(walls) / len(walls):.2f}s = {sum(walls) / len(walls) / floor:.2f}x the "
+        f"floor; guards {sum(guards) / sum(walls):.1%} of the scenarios' wall"
     )
 
 

@@ -61,7 +61,7 @@ def test_bad_inputs_fail_before_loading(tiny_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         evaluate(_config(tiny_dir, tmp_path / "missing"))
     with pytest.raises(InvalidInputError, match="windows"):
-        evaluate(_config(tiny_dir, tiny_dir, n_preview=5000, n_final=5000))
+        evaluate(_config(tiny_dir, tiny_dir, n_preview=50000, n_final=50000))
 
 
 # --- bad input fails before anything is measured -------------------------------------------

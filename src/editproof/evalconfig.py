@@ -6,10 +6,12 @@ every name here.
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from editproof.data import Corpus, load_corpus
+from editproof.data import AUTO_PROVIDER, Corpus, load_corpus
 from editproof.edits import parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, load_tuned, shipped_tuned
 from editproof.errors import NotFoundError, UsageError
@@ -36,7 +38,7 @@ class EvaluationConfig:
     edit: str | None = None
     tuned_params: str | None = None
     tier: str = "balanced"
-    provider: str = "pydoc"
+    provider: str = "auto"
     data_path: str | None = None
     data_field: str = "text"
     dataset: str | None = None
@@ -124,10 +126,72 @@ def check_baseline_side(config: EvaluationConfig) -> None:
     preflight_source(config.baseline, net=config.net)
 
 
+def text_provider(config: EvaluationConfig) -> str:
+    """The provider ``auto`` stands for: with ``--data``, ``jsonl`` for a ``.jsonl`` file
+    and ``text`` otherwise; with ``--dataset``, ``hf``; else ``pydoc`` for the embedded demo
+    model (its shipped presets were calibrated on that text) and ``stdlib`` for any other
+    model (pydoc's 212 windows of 512 tokens are fewer than a 200+200 run needs)."""
+    if config.provider != AUTO_PROVIDER:
+        return config.provider
+    if config.data_path is not None:
+        return "jsonl" if config.data_path.lower().endswith(".jsonl") else "text"
+    if config.dataset is not None:
+        return "hf"
+    return "pydoc" if parse_source(config.baseline).kind == "demo" else "stdlib"
+
+
+# Corpora being read on a thread, by what names them (see prefetch_text).
+_PREFETCH: dict[tuple[object, ...], Future[Corpus]] = {}
+_PREFETCH_LOCK = threading.Lock()
+# Providers whose loading is plain file reading or a subprocess: safe beside other imports.
+_PREFETCHABLE = frozenset({"pydoc", "stdlib", "text", "jsonl"})
+
+
+def _text_key(config: EvaluationConfig) -> tuple[object, ...]:
+    return (
+        text_provider(config),
+        config.data_path,
+        config.data_field,
+        config.dataset,
+        config.dataset_config,
+        config.split,
+        config.net,
+    )
+
+
+def prefetch_text(config: EvaluationConfig) -> None:
+    """Start reading the corpus on a thread (beside the torch import, say); the next
+    :func:`load_text` of the same text takes the result, or its error, from there."""
+    key = _text_key(config)
+    if key[0] not in _PREFETCHABLE:
+        return
+    with _PREFETCH_LOCK:
+        if key in _PREFETCH:
+            return
+        future: Future[Corpus] = Future()
+        _PREFETCH[key] = future
+
+    def run() -> None:
+        try:
+            future.set_result(_read_text(config))
+        except BaseException as exc:  # handed to the load_text that takes it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="editproof-text", daemon=True).start()
+
+
 def load_text(config: EvaluationConfig) -> Corpus:
     """The corpus ``config`` names (provider, file or dataset), offline unless ``net``."""
+    with _PREFETCH_LOCK:
+        future = _PREFETCH.pop(_text_key(config), None)
+    if future is not None:
+        return future.result()
+    return _read_text(config)
+
+
+def _read_text(config: EvaluationConfig) -> Corpus:
     return load_corpus(
-        config.provider,
+        text_provider(config),
         path=config.data_path,
         field=config.data_field,
         dataset=config.dataset,

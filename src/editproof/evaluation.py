@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from editproof import facts as _facts
 from editproof.data import make_windows, tokenize_corpus
+from editproof.data.token_cache import cached_tokens, tokenizer_identity
 from editproof.edits import EditSpec, applied, check_edit, parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, resolve_probe
 from editproof.errors import EvaluationError, InvalidInputError, RestoreError, UsageError
@@ -145,11 +146,17 @@ class Evaluator:
         if tok is None:
             raise InvalidInputError(f"baseline '{self.base_src.spec}' has no tokenizer")
         t0 = time.perf_counter()
-        self.stream = tokenize_corpus(
-            corpus,
-            lambda s: list(tok.encode(s, add_special_tokens=False)),
-            separator_id=tok.eos_token_id,
+        self.stream, cached = cached_tokens(
+            corpus.sha256,
+            tokenizer_identity(tok),
+            tok.eos_token_id,
+            lambda: tokenize_corpus(
+                corpus,
+                lambda s: list(tok.encode(s, add_special_tokens=False)),
+                separator_id=tok.eos_token_id,
+            ),
         )
+        self._say(f"tokens: {len(self.stream):,} ({'cached' if cached else 'tokenized'})")
         self._plan_windows(seq_len, config.seed)
         self.timings["windows"] = time.perf_counter() - t0
         self.dataset = _facts.dataset_info(

@@ -43,3 +43,13 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def cache_root() -> Path:
+    """``$EDITPROOF_CACHE``, else ``$XDG_CACHE_HOME/editproof``, else ``~/.cache/editproof``."""
+    explicit = os.environ.get("EDITPROOF_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "editproof"

@@ -102,7 +102,7 @@ def test_failing_gates_exit_1(
         (("--windows", "ten"), 2, "--windows"),
         (("--net", "5"), 2, "--net"),
         (("--bogus-flag",), 2, "bogus"),
-        (("--windows", "5000"), 4, "windows"),
+        (("--windows", "50000"), 4, "windows"),
         (("--provider", "text", "--data", "/no/such/file.txt"), 3, "/no/such/file.txt"),
     ],
 )
@@ -173,7 +173,7 @@ def test_failed_run_leaves_no_empty_output_dir(
         "--seq-len",
         "32",
         "--windows",
-        "5000",
+        "50000",
         "--device",
         "cpu",
     )
@@ -418,7 +418,7 @@ def test_every_second_of_evaluate_is_named(
     t = json.loads((out / "timings.json").read_text())
     assert t["format"] == "editproof.process-timings" and t["process_start_measured"] is True
     keys = t["keys"]
-    for key in ("startup", "checks", "imports", "load_baseline", "measure_baseline",
+    for key in ("startup", "checks", "imports_torch", "imports_transformers", "load_baseline", "measure_baseline",
                 "measure_subject", "guards_subject", "edit_apply", "restore_verify", "write"):  # fmt: skip
         assert key in keys, key
     assert "total" not in keys and "digest_baseline" in t["overlapped"]
@@ -426,3 +426,5 @@ def test_every_second_of_evaluate_is_named(
     assert 0 <= t["unattributed"] < 0.05 * t["total"]
     assert abs(keys["evaluation_other"]) < 0.05 * t["total"]
     assert "time: " in r.out and "unattributed" in r.out
+    memory = t["host_memory"]  # Linux: peak, private and file-mapped resident bytes
+    assert memory["peak_rss"] >= memory["rss_anon"] > 0 and memory["rss_file"] >= 0

@@ -28,10 +28,11 @@ TUNED_PARAMS = typer.Option(
 )
 TIER = typer.Option("balanced", "--tier", help="balanced, conservative or aggressive.")
 PROVIDER = typer.Option(
-    "pydoc",
+    "auto",
     "--provider",
-    help="Text: pydoc (offline default), stdlib (pydoc + stdlib docstrings, about 3x), text, "
-    "jsonl or hf.",
+    help="Text: pydoc, stdlib (pydoc + stdlib docstrings, 2.7x), text, jsonl or hf. "
+    "auto: text/jsonl with --data, hf with --dataset, else pydoc for the demo model and "
+    "stdlib for others (all offline).",
 )
 DATA = typer.Option(None, "--data", help="File or folder for the text/jsonl providers.")
 FIELD = typer.Option("text", "--field", help="JSON field (jsonl) or column (hf) holding the text.")

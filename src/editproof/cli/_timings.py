@@ -31,6 +31,23 @@ def process_age() -> float | None:
         return None
 
 
+def host_memory() -> dict[str, int]:
+    """This process's host memory in bytes (Linux ``/proc/self/status``): the peak resident
+    set, and now what is resident as private memory (``anon``: copies of weights would be
+    here) and as mapped files (``file``: pages of a memory-mapped checkpoint). Empty
+    elsewhere."""
+    names = {"VmHWM": "peak_rss", "RssAnon": "rss_anon", "RssFile": "rss_file"}
+    out: dict[str, int] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in names and value.strip().endswith("kB"):
+                out[names[key]] = int(value.split()[0]) * 1024
+    except (OSError, ValueError):
+        return {}
+    return out
+
+
 class ProcessClock:
     """Created when a command starts its work; ``lap(key)`` names the seconds since the last
     lap. ``startup`` is what ran before the clock was made (interpreter, imports of the CLI)."""
@@ -47,6 +64,12 @@ class ProcessClock:
         self.keys[key] = self.keys.get(key, 0.0) + now - self._last
         self._last = now
         return self.keys[key]
+
+    def replace_lap(self, key: str, parts: dict[str, float]) -> None:
+        """A lap whose parts were timed inside it: the parts get their names and what they
+        leave over is ``<key>_other`` (e.g. silencing the libraries after importing them)."""
+        self.lap(key)
+        self.expand(key, parts, set())
 
     def expand(self, key: str, parts: dict[str, float], overlapped: set[str]) -> None:
         """Replace lap ``key`` by its named ``parts`` and what they leave over; parts in
@@ -78,6 +101,7 @@ class ProcessClock:
             "unattributed": round(total - sum(self.keys.values()), 4),
             # Work done beside the keys above (a digest thread), not part of their sum.
             "overlapped": {k: round(v, 4) for k, v in (overlapped or {}).items()},
+            "host_memory": host_memory(),
         }
         path = folder / TIMINGS_NAME
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -12,6 +12,7 @@ from editproof.cli import _options as _o
 from editproof.cli._progress import ProgressView
 from editproof.errors import EXIT_GATES_FAILED
 from editproof.fileio import atomic_write_text
+from editproof.lm.libraries import import_model_libraries
 from editproof.report.explain import explain_lines
 from editproof.report.io import (
     HTML_NAME,
@@ -23,16 +24,6 @@ from editproof.report.io import (
 PROBE_FILES = ("rmt_probe", "ve_probe")
 # Report timing keys that ran beside the others (the digest threads).
 OVERLAPPED = {"digest_baseline", "digest_subject"}
-
-
-def _import_model_libraries() -> None:
-    """Import what loading needs up front, so its seconds get their own name (a missing
-    package is reported by the load itself, with its install hint)."""
-    try:
-        import torch  # noqa: F401
-        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
-    except ImportError:
-        pass
 
 
 def evaluate(
@@ -80,6 +71,7 @@ def evaluate(
     from editproof.cli._timings import ProcessClock
 
     clock = ProcessClock()
+    from editproof.evalconfig import prefetch_text
     from editproof.evaluation import check_config
     from editproof.evaluation import evaluate as run_evaluation
 
@@ -113,10 +105,12 @@ def evaluate(
     created = not target.exists()
     prepare_output_dir(target, force=force)
     clock.lap("checks")
-    _o.quiet_libraries()
     try:
-        _import_model_libraries()
-        clock.lap("imports")
+        prefetch_text(config)  # the text is read beside the imports
+        # What loading needs is imported up front, so each library's seconds get a name.
+        imported = import_model_libraries(device=device)
+        _o.quiet_libraries()
+        clock.replace_lap("imports", imported.timing_keys())
         with ProgressView(quiet=quiet) as view:  # stderr: bars on a terminal, else lines
             report = run_evaluation(config, progress=view.say, on_windows=view.windows)
     except BaseException:
@@ -141,7 +135,10 @@ def evaluate(
     lines = explain_lines(report)
     typer.echo(lines[0] if quiet else "\n".join(lines))
     clock.lap("print")
-    clock.write(target, {k: v for k, v in inner.items() if k in OVERLAPPED})
+    overlapped = {k: v for k, v in inner.items() if k in OVERLAPPED}
+    if imported.cuda_start:
+        overlapped["cuda_start"] = imported.cuda_start
+    clock.write(target, overlapped)
     if not quiet:
         typer.echo(f"report: {target / REPORT_NAME}")
         typer.echo(clock.summary())

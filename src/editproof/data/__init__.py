@@ -1,6 +1,12 @@
 """Evaluation text: corpus providers and balanced preview/final token windows."""
 
-from editproof.data.providers import PROVIDERS, Corpus, corpus_digest, load_corpus
+from editproof.data.providers import (
+    AUTO_PROVIDER,
+    PROVIDERS,
+    Corpus,
+    corpus_digest,
+    load_corpus,
+)
 from editproof.data.windows import (
     Window,
     WindowPlan,
@@ -15,6 +21,7 @@ from editproof.data.windows import (
 )
 
 __all__ = [
+    "AUTO_PROVIDER",
     "PROVIDERS",
     "Corpus",
     "Window",

@@ -21,6 +21,8 @@ from typing import Any
 from editproof.errors import InvalidInputError, NotFoundError, UsageError
 
 PROVIDERS: tuple[str, ...] = ("pydoc", "stdlib", "text", "jsonl", "hf")
+# Not a provider of its own: the configuration layer picks one of PROVIDERS for it.
+AUTO_PROVIDER = "auto"
 
 # Suffixes picked up when a folder is given to the ``text`` provider.
 TEXT_SUFFIXES: frozenset[str] = frozenset({".txt", ".md", ".rst", ".text"})
@@ -66,7 +68,8 @@ def load_corpus(
 ) -> Corpus:
     """Load a corpus from ``provider`` (one of :data:`PROVIDERS`)."""
     if provider not in PROVIDERS:
-        raise UsageError(f"unknown text provider {provider!r}; use one of: {', '.join(PROVIDERS)}")
+        names = ", ".join((AUTO_PROVIDER, *PROVIDERS))
+        raise UsageError(f"unknown text provider {provider!r}; use one of: {names}")
     if provider in ("pydoc", "stdlib", "hf") and path is not None:
         raise UsageError(f"--data is not used by the {provider!r} provider; drop it")
     if provider != "hf" and (dataset is not None or config is not None):

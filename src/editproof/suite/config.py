@@ -46,7 +46,7 @@ class SuiteConfig(BaseModel):
     determinism: Determinism = "throughput"
     repeats: int = Field(default=0, ge=0)
     mode: Mode = "full"
-    provider: str = "pydoc"
+    provider: str = "auto"
     data_path: str | None = None
     data_field: str = "text"
     dataset: str | None = None

@@ -63,7 +63,7 @@ class SuiteOptions:
     mode: Mode = "full"
     tuned_params: str | None = None
     catalogue: str | None = None
-    provider: str = "pydoc"
+    provider: str = "auto"
     data_path: str | None = None
     data_field: str = "text"
     dataset: str | None = None
@@ -244,10 +244,16 @@ def _check_fresh(run_dir: Path) -> None:
 
 def _check_corpus(config: SuiteConfig) -> None:
     """The text every worker will read: a missing file or unknown provider fails now."""
+    from editproof.evalconfig import text_provider
     from editproof.evaluation import load_text
     from editproof.suite.config import evaluation_config
 
-    load_text(evaluation_config(config, config.models[0], tuned_params="", device="cpu"))
+    checked: set[str] = set()  # ``auto`` picks the text per model (pydoc for the demo)
+    for model in config.models:
+        one = evaluation_config(config, model, tuned_params="", device="cpu")
+        if text_provider(one) not in checked:
+            checked.add(text_provider(one))
+            load_text(one)
 
 
 def _check_sources(models: list[str], net: bool) -> None:

@@ -184,6 +184,9 @@ def run_worker(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from editproof.lm.libraries import import_model_libraries
+
+    imported = import_model_libraries(device=device)
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
@@ -196,6 +199,8 @@ def run_worker(
     timings = {
         "process_start": round(entered - spawned_at, 3) if spawned_at else None,
         "imports": round(ready - entered, 3),
+        **{k: round(v, 3) for k, v in imported.timing_keys().items()},
+        "cuda_start_overlapped": round(imported.cuda_start, 3),
         "tasks": round(worker.task_seconds, 3),
         "between_tasks": round(done - ready - worker.task_seconds, 3),
         "total": round(done - (spawned_at or entered), 3),

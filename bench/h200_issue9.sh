@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU figures of docs/performance.md ("GPU speed"), in one device call on one H200:
+#   bash bench/h200_issue9.sh [evaluate|throughput|guards|suite ...]   (default: all four)
+# Writes every figure under $OUT (or /tmp/ep-out): evaluate timings + /usr/bin/time output,
+# eval_throughput, guards per scenario and the subset suite on the Mistral-7B shape.
+set -u
+OUT=${OUT:-/tmp/ep-out}
+W=/tmp/ep-work
+mkdir -p "$OUT" "$W"
+export TOKENIZERS_PARALLELISM=false EDITPROOF_CACHE=$W/cache
+parts=${*:-evaluate throughput guards suite}
+CFG=$(cd bench && python3 -c "from _models import config_dir; print(config_dir('mistral-7b', '$W'))" | tail -1)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+git log -1 --format=%h 2>/dev/null | tee "$OUT/commit.txt"
+for part in $parts; do
+  start=$(date +%s.%N)
+  case $part in
+    evaluate)
+      # 64+64 twice (the second finds the token cache), then 200+200.
+      for run in 64-a 64-b 200-a; do
+        n=${run%-*}
+        /usr/bin/time -v python3 -m editproof evaluate --baseline "$CFG" \
+          --edit quant_rtn:8:32:attn --windows "$n" --seq-len 512 --out "$W/ev$run" --quiet \
+          > "$OUT/ev$run.stdout" 2> "$OUT/ev$run.time"
+        cp "$W/ev$run/timings.json" "$OUT/ev$run.timings.json"
+        grep -E "Elapsed|Maximum resident" "$OUT/ev$run.time"
+        python3 -c "import json,sys; t=json.load(open('$OUT/ev$run.timings.json')); print('$run', t['total'], sorted(t['keys'].items(), key=lambda kv: -kv[1])[:8], 'unattributed', t['unattributed'], 'overlapped', t['overlapped'])"
+      done ;;
+    throughput)
+      python3 bench/eval_throughput.py --model mistral-7b --windows 256 --seq-len 512 \
+        --batch-size 8,16,32 --repeats 3 | tee "$OUT/throughput.txt" ;;
+    guards)
+      python3 bench/guards.py --model "$CFG" --windows 200 --seq-len 512 --batch-size 8 \
+        --json "$OUT/guards200.json" | grep -v '^{"bench"' | tee "$OUT/guards200.txt" ;;
+    suite)
+      (cd bench && python3 suite_gpus.py --models mistral-7b --random --only one \
+        --workdir "$W/suite" --json "$OUT/suite.json") | tee "$OUT/suite.txt" ;;
+  esac
+  echo "== $part: $(python3 -c "import time; print(round(time.time() - $start, 1))") s"
+done

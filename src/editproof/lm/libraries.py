@@ -1,0 +1,124 @@
+"""Import torch and transformers once, up front, each timed, and nothing a causal LM never runs.
+
+On the GPU image we measure on, importing transformers' model classes takes 6 to 7 s, and
+1.4 to 1.7 s of that is scikit-learn (imported by the assisted-generation module) and SciPy
+(object-detection losses), pulled in only because they are installed. editproof never
+generates text and never trains a detector, so while transformers' model classes import,
+its two availability checks answer False; they are put back right after. The modules that
+read the checks during that import keep their answer (assisted generation with a ROC curve
+and DETR-style losses are unavailable in an editproof process; nothing else changes).
+
+On a CUDA machine the driver and the first device's context start on a thread beside the
+transformers import, so that second of start-up overlaps it instead of following it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+# transformers' availability checks for packages a causal LM's forward never uses.
+UNUSED_CHECKS = ("is_sklearn_available", "is_scipy_available")
+
+
+@dataclass
+class ImportTimes:
+    """Seconds each part took; ``cuda_start`` ran on a thread beside ``transformers``,
+    ``cuda_wait`` is how long the caller then waited for it (on the critical path)."""
+
+    torch: float = 0.0
+    transformers: float = 0.0
+    cuda_start: float = 0.0
+    cuda_wait: float = 0.0
+    skipped: list[str] = field(default_factory=list)
+
+    def timing_keys(self, prefix: str = "imports") -> dict[str, float]:
+        """Critical-path keys for a timings file (the overlapped start is not among them)."""
+        out = {f"{prefix}_torch": self.torch, f"{prefix}_transformers": self.transformers}
+        if self.cuda_wait:
+            out["cuda_start_wait"] = self.cuda_wait
+        return out
+
+
+def _false() -> bool:
+    return False
+
+
+@contextmanager
+def unused_packages_hidden() -> Iterator[list[str]]:
+    """transformers' checks in :data:`UNUSED_CHECKS` answer False inside the block (in the
+    module that defines them and in ``transformers.utils``, where model code imports them
+    from); the names that were found are yielded. An unknown transformers layout is left
+    alone. ``EDITPROOF_IMPORT_ALL=1`` turns this off."""
+    if os.environ.get("EDITPROOF_IMPORT_ALL") == "1":
+        yield []
+        return
+    try:
+        import transformers.utils as utils
+        import transformers.utils.import_utils as import_utils
+    except ImportError:
+        yield []
+        return
+    saved: list[tuple[Any, str, Any]] = []
+    for name in UNUSED_CHECKS:
+        for module in (import_utils, utils):
+            if callable(getattr(module, name, None)):
+                saved.append((module, name, getattr(module, name)))
+                setattr(module, name, _false)
+    try:
+        yield sorted({name for _, name, _ in saved})
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
+
+
+def _start_cuda(device: str, done: dict[str, float]) -> None:
+    t0 = time.perf_counter()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            # Driver, runtime and the context of the device the model goes to first.
+            index = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
+            if index < torch.cuda.device_count():
+                torch.empty(1, device=f"cuda:{index}")
+    except Exception:  # the load reports a broken CUDA setup in its own words
+        pass
+    done["seconds"] = time.perf_counter() - t0
+
+
+def import_model_libraries(*, device: str = "auto") -> ImportTimes:
+    """Import torch and transformers' auto classes (a missing package is left for the load
+    to report, with its install hint). Unless ``device`` is ``cpu``, CUDA starts on a thread
+    beside the transformers import when a GPU is visible (``cuda:N``: on that GPU)."""
+    times = ImportTimes()
+    t0 = time.perf_counter()
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return times
+    times.torch = time.perf_counter() - t0
+    cuda: dict[str, float] = {}
+    thread = None
+    if device != "cpu" and os.environ.get("CUDA_VISIBLE_DEVICES", None) != "":
+        thread = threading.Thread(target=_start_cuda, args=(device, cuda), daemon=True)
+        thread.start()
+    t0 = time.perf_counter()
+    try:
+        with unused_packages_hidden() as hidden:
+            times.skipped = hidden
+            from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    except ImportError:
+        pass
+    times.transformers = time.perf_counter() - t0
+    if thread is not None:
+        t0 = time.perf_counter()
+        thread.join()
+        times.cuda_wait = time.perf_counter() - t0
+        times.cuda_start = cuda.get("seconds", 0.0)
+    return times
