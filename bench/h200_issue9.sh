@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md ("GPU speed"), in one device call on one H200:
-#   bash bench/h200_issue9.sh [evaluate|throughput|guards|suite ...]   (default: all four)
+#   bash bench/h200_issue9.sh [evaluate|throughput|guards|suite|edits ...]  (default: all)
 # Writes every figure under $OUT (or /tmp/ep-out): evaluate timings + /usr/bin/time output,
 # eval_throughput, guards per scenario and the subset suite on the Mistral-7B shape.
 set -u
@@ -8,7 +8,7 @@ OUT=${OUT:-/tmp/ep-out}
 W=/tmp/ep-work
 mkdir -p "$OUT" "$W"
 export TOKENIZERS_PARALLELISM=false EDITPROOF_CACHE=$W/cache
-parts=${*:-evaluate throughput guards suite}
+parts=${*:-evaluate throughput guards suite edits}
 CFG=$(cd bench && python3 -c "from _models import config_dir; print(config_dir('mistral-7b', '$W'))" | tail -1)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 git log -1 --format=%h 2>/dev/null | tee "$OUT/commit.txt"
@@ -27,8 +27,11 @@ for part in $parts; do
         python3 -c "import json,sys; t=json.load(open('$OUT/ev$run.timings.json')); print('$run', t['total'], sorted(t['keys'].items(), key=lambda kv: -kv[1])[:8], 'unattributed', t['unattributed'], 'overlapped', t['overlapped'])"
       done ;;
     throughput)
-      python3 bench/eval_throughput.py --model mistral-7b --windows 256 --seq-len 512 \
-        --batch-size 8,16,32 --repeats 3 | tee "$OUT/throughput.txt" ;;
+      python3 bench/eval_throughput.py --model mistral-7b --windows 128 --seq-len 512 \
+        --batch-size 8,16,32 --repeats 2 | tee "$OUT/throughput.txt" ;;
+    edits)
+      python3 bench/edits.py --model mistral-7b --device cuda --workdir "$W/edits" \
+        --specs quant_rtn:8:32:all,magnitude_prune:0.12:ffn | tee "$OUT/edits.txt" ;;
     guards)
       python3 bench/guards.py --model "$CFG" --windows 200 --seq-len 512 --batch-size 8 \
         --json "$OUT/guards200.json" | grep -v '^{"bench"' | tee "$OUT/guards200.txt" ;;

@@ -232,3 +232,23 @@ def test_reseeded_measures_the_same_weights_on_other_windows(tiny_dir: Path) -> 
     assert report.dataset.seed == 7 and report.provenance.seeds["windows"] == 7
     again = ev.judge_edit("noop")  # the original is untouched by the sibling
     assert again.primary_metric.ratio == 1.0 and again.dataset.seed == 42
+
+
+def test_baseline_whose_tokenizer_outgrows_its_embeddings_fails_before_measuring(
+    tmp_path: Path, tiny_tokenizer: object, no_measuring: None
+) -> None:
+    """A config whose vocabulary is smaller than its tokenizer's: one clear error (exit 4),
+    not an IndexError from the embedding in the middle of the baseline pass."""
+    from tests.models import tiny_model
+
+    model = tiny_model("llama")
+    model.config.vocab_size = 64  # the tokenizer's ids go far beyond 64
+    folder = tmp_path / "small-vocab"
+    model.config.save_pretrained(str(folder))
+    tiny_tokenizer.save_pretrained(str(folder))  # type: ignore[attr-defined]
+    config = EvaluationConfig(
+        baseline=f"random:{folder}", edit="noop", seq_len=16, n_preview=2, n_final=2,
+        device="cpu", relax_token_floor=True,
+    )  # fmt: skip
+    with pytest.raises(InvalidInputError, match=r"^baseline .* has 64 token embeddings .*"):
+        evaluate(config)

@@ -157,6 +157,7 @@ class Evaluator:
             ),
         )
         self._say(f"tokens: {len(self.stream):,} ({'cached' if cached else 'tokenized'})")
+        self._check_vocab(self._model, "baseline")
         self._plan_windows(seq_len, config.seed)
         self.timings["windows"] = time.perf_counter() - t0
         self.dataset = _facts.dataset_info(
@@ -299,7 +300,7 @@ class Evaluator:
             )
             timings["load_subject"] = loaded.load_seconds
             _check_positions(loaded, self.plan.seq_len)
-            self._check_vocab(loaded)
+            self._check_vocab(loaded, "subject")
         nll = self._measure(loaded, "subject")
         timings["measure_subject"] = nll.telemetry.seconds
         t0 = time.perf_counter()
@@ -475,14 +476,19 @@ class Evaluator:
                 f"different (first: {changed[0]}); results after this point are unsafe"
             )
 
-    def _check_vocab(self, loaded: LoadedModel) -> None:
+    def _check_vocab(self, loaded: LoadedModel, role: str) -> None:
         emb = loaded.model.get_input_embeddings()
         rows = int(emb.weight.shape[0]) if emb is not None else None
         top = int(self.stream.max()) if len(self.stream) else 0
         if rows is not None and top >= rows:
+            why = (
+                "its own tokenizer does not fit the model"
+                if role == "baseline"
+                else "the two models do not share a vocabulary"
+            )
             raise InvalidInputError(
-                f"subject '{loaded.source.spec}' has {rows} token embeddings but the baseline "
-                f"tokenizer produces id {top}; the two models do not share a vocabulary"
+                f"{role} '{loaded.source.spec}' has {rows} token embeddings but the baseline "
+                f"tokenizer produces id {top}; {why}"
             )
 
     def _judge_guards(
