@@ -111,8 +111,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workdir", default="/tmp/editproof-bench-suite")
     p.add_argument("--out", default=None)
-    p.add_argument("--seq-len", type=int, default=512)
-    p.add_argument("--windows", type=int, default=64)
+    p.add_argument("--seq-len", type=int, default=None, help="512; demo 128 (the demo's own)")
+    p.add_argument("--windows", type=int, default=None, help="64; demo 16")
     p.add_argument(
         "--executor", default="local", help="local, ray, or runs in turn: local,ray,ray,local"
     )
@@ -120,6 +120,9 @@ def main() -> None:
     p.add_argument("--ray-address", default=None)
     p.add_argument("extra", nargs="*", help="extra `editproof suite` arguments (after --)")
     args = p.parse_args()
+    demo = args.model == "demo"
+    args.seq_len = args.seq_len or (128 if demo else 512)
+    args.windows = args.windows or (16 if demo else 64)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
