@@ -70,6 +70,7 @@ def test_ray_gives_the_local_verdict_and_numbers(
     timings = json.loads((out / "state" / "timings.json").read_text())
     actor = next(iter(timings["workers"].values()))
     assert actor["executor"] == "ray" and actor["exit_code"] == 0 and actor["tasks"] > 0
+    assert actor["threads"] == 2  # a CPU actor takes the node's 2 CPUs, as a local worker would
     log = (out / "logs" / "tasks" / "setup__llama.log").read_text()
     assert "loading baseline" in log and "done in" in log  # the driver wrote the actor's log
 
@@ -201,6 +202,15 @@ def test_actor_gpus() -> None:
     assert actor_gpus("cuda", 8, 140 * gib, 80 * gib) == 3  # a group: 140 x 1.25 / 80
     with pytest.raises(UsageError, match="the Ray cluster has no GPU"):
         actor_gpus("cuda", 0, None, None)
+
+
+def test_actor_cpus() -> None:
+    from editproof.suite.ray_executor import actor_cpus
+
+    assert actor_cpus(0, [2.0]) == 2  # a CPU actor takes the host, as the local CPU slot does
+    assert actor_cpus(0, [4.0, 64.0]) == 64  # the largest node (it fits there)
+    assert actor_cpus(1, [64.0]) == 1  # beside GPUs
+    assert actor_cpus(0, []) == 1
 
 
 def test_written_outputs_carry_the_file_digests(tmp_path: Path) -> None:

@@ -62,13 +62,16 @@ class ModelActor:
         self._log.append(log_line(message))
 
     def ready(self) -> dict[str, Any]:
-        """Where the actor runs and how long its imports took."""
+        """Where the actor runs, how long its imports took and torch's thread count."""
         import socket
+
+        import torch
 
         return {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "imports": round(self.imports, 3),
+            "threads": torch.get_num_threads(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
 

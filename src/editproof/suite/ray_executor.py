@@ -1,7 +1,9 @@
 """The Ray executor: the model worker as a Ray actor; the driver alone writes the run dir.
 
-One actor per model (model affinity), with ``num_cpus=1`` and ``num_gpus`` = the GPUs the
-model needs (:mod:`~editproof.suite.placement`; 0 on CPU). The driver claims a task from the
+One actor per model (model affinity), with ``num_gpus`` = the GPUs the model needs
+(:mod:`~editproof.suite.placement`; 0 on CPU) and ``num_cpus=1`` beside GPUs; a CPU actor
+takes a whole node's CPUs, as the local executor's one CPU slot takes the host (Ray sets an
+actor's thread count to its ``num_cpus``). The driver claims a task from the
 store, sends its :class:`~editproof.suite.task_io.TaskSpec` to the model's actor, and on
 the answer writes the outputs atomically and marks the task done with their digests — the
 same files and digests the local executor writes, so a run can be resumed by either.
@@ -68,6 +70,15 @@ def actor_gpus(
     return gpus_needed(model_bytes, gpu_bytes)
 
 
+def actor_cpus(gpus: int, node_cpus: list[float]) -> int:
+    """``num_cpus`` for a model's actor: 1 beside GPUs; on CPU the largest node's CPUs, so
+    that its torch uses every core there (Ray sets OMP_NUM_THREADS to ``num_cpus``; 1 CPU
+    would leave the other cores idle while the local executor's worker uses them all)."""
+    if gpus or not node_cpus:
+        return 1
+    return max(1, int(max(node_cpus)))
+
+
 @dataclass
 class _Actor:
     id: str
@@ -98,6 +109,7 @@ class RayExecutor:
         self._deaths: dict[str, int] = {}
         self._serial = 0
         self._gpus: dict[str, int] = {}
+        self._cpus: dict[str, int] = {}
 
     def run(self, models: list[str]) -> None:
         import ray
@@ -143,6 +155,8 @@ class RayExecutor:
             )
             return False
         self._gpus[model] = need
+        nodes = [n.get("Resources", {}).get("CPU", 0.0) for n in self._ray.nodes() if n["Alive"]]
+        self._cpus[model] = actor_cpus(need, nodes)
         return True
 
     def _start(self, model: str) -> _Actor:
@@ -162,7 +176,7 @@ class RayExecutor:
         env.update(TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error",
                    HF_HUB_DISABLE_PROGRESS_BARS="1")  # fmt: skip
         remote = self._ray.remote(ModelActor).options(
-            num_cpus=1, num_gpus=gpus, max_restarts=0, runtime_env={"env_vars": env}
+            num_cpus=self._cpus[model], num_gpus=gpus, max_restarts=0, runtime_env={"env_vars": env}
         )
         handle = remote.remote(inputs)
         act = _Actor(f"ray-{self._serial}", model, handle, time.time(), handle.ready.remote())
@@ -301,6 +315,7 @@ class RayExecutor:
             "host": act.info.get("host"),
             "process_start": None,
             "imports": imports,
+            "threads": act.info.get("threads"),
             "tasks": round(act.task_seconds, 3),
             "between_tasks": round(now - act.created - imports - act.task_seconds, 3),
             "total": round(now - act.created, 3),

@@ -165,6 +165,12 @@ def model_specs(tasks: list[Task]) -> list[str]:
     return sorted(specs)
 
 
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
 def run_worker(
     run_dir: str,
     worker_id: str,
@@ -201,6 +207,7 @@ def run_worker(
         "imports": round(ready - entered, 3),
         **{k: round(v, 3) for k, v in imported.timing_keys().items()},
         "cuda_start_overlapped": round(imported.cuda_start, 3),
+        "threads": _threads(),
         "tasks": round(worker.task_seconds, 3),
         "between_tasks": round(done - ready - worker.task_seconds, 3),
         "total": round(done - (spawned_at or entered), 3),
