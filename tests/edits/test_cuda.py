@@ -63,3 +63,19 @@ def test_gpu_math_matches_cpu() -> None:
     torch.cuda.manual_seed(3)
     assert torch.equal(low_rank(g, 4), first)
     assert torch.equal(torch.rand(4, device="cuda"), after)  # GPU RNG stream untouched
+
+
+def test_gpu_digest_on_side_streams_sees_writes_queued_before_it() -> None:
+    """The digest copies run on a side stream per thread; an in-place write queued on the
+    default stream just before the digest is asked for must be in the bytes it hashes,
+    and the digest equals the CPU digest of the same weights."""
+    model = tiny_model("llama").to("cuda", torch.bfloat16)
+    big = torch.randn(4096, 4096, device="cuda")  # keeps the default stream busy
+    with torch.no_grad():
+        for _ in range(20):
+            big = big @ big.T / 4096
+        for p in model.parameters():
+            p.mul_(2)  # queued behind the matmuls
+    on_gpu = weight_digest(model)
+    on_cpu = weight_digest(model.to("cpu"))
+    assert on_gpu.sha256 == on_cpu.sha256 and on_gpu.tensors == on_cpu.tensors
