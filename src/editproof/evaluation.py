@@ -166,10 +166,9 @@ class Evaluator:
 
         # The sha256 pass (CPU and copy engine) overlaps the baseline measurement (GPU).
         self.base_fingerprints = fingerprints(self._model.model)
+        self._warm_up(self._model)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            # Started before the warm-up batch, so that batch overlaps it too.
             digest_job = pool.submit(_facts.timed_digest, self._model.model)
-            self._warm_up(self._model)
             nll = self._measure(self._model, "baseline")
             self.timings["measure_baseline"] = nll.telemetry.seconds
             t0 = time.perf_counter()
