@@ -83,7 +83,7 @@ def main() -> None:
     p.add_argument("--specs", default=DEFAULT_SPECS)
     p.add_argument("--windows", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", default="8", help="a number, or auto")
     p.add_argument("--workdir", default=None)
     p.add_argument("--provider", default="auto")
     p.add_argument("--no-floor", action="store_true")
@@ -104,7 +104,7 @@ def main() -> None:
             seq_len=args.seq_len,
             n_preview=args.windows,
             n_final=args.windows,
-            batch_size=args.batch_size,
+            batch_size=None if args.batch_size == "auto" else int(args.batch_size),
             device=device,
             seed=seed,
             relax_token_floor=True,
@@ -140,7 +140,7 @@ def main() -> None:
             )
     floor = None
     if rows and not args.no_floor:
-        floor = _floor(ev, args.batch_size)
+        floor = _floor(ev, ev.batch_size)  # the batch the evaluator measured with
         _per_scenario(rows, floor)
     figures = {
         "bench": "guards",
@@ -148,7 +148,7 @@ def main() -> None:
         "device": device,
         "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
         "windows": args.windows,
-        "batch_size": args.batch_size,
+        "batch_size": ev.batch_size if args.specs else args.batch_size,
         "subject_floor_s": floor,
         "baseline_timings": ev.timings if args.specs else None,
         "rows": rows,

@@ -33,7 +33,8 @@ for part in $parts; do
       python3 bench/edits.py --model mistral-7b --device cuda --workdir "$W/edits" \
         --specs quant_rtn:8:32:all,magnitude_prune:0.12:ffn | tee "$OUT/edits.txt" ;;
     guards)
-      python3 bench/guards.py --model "$CFG" --windows 200 --seq-len 512 --batch-size 8 \
+      python3 bench/guards.py --model "$CFG" --windows 200 --seq-len 512 \
+        --batch-size "${GUARDS_BATCH:-8}" \
         --json "$OUT/guards200.json" | grep -v '^{"bench"' | tee "$OUT/guards200.txt" ;;
     suite)
       (cd bench && python3 suite_gpus.py --models mistral-7b --random --only one \

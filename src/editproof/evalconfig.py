@@ -47,7 +47,7 @@ class EvaluationConfig:
     seq_len: int | None = None
     n_preview: int = DEFAULT_WINDOWS
     n_final: int = DEFAULT_WINDOWS
-    batch_size: int = 8
+    batch_size: int | None = None  # None: chosen from the model and device once loaded
     device: str = "auto"
     dtype: str = "auto"
     net: bool = False
@@ -115,7 +115,7 @@ def check_baseline_side(config: EvaluationConfig) -> None:
         raise UsageError(
             f"--seq-len must be at least 2 (one input and one target token), got {config.seq_len}"
         )
-    if config.batch_size < 1:
+    if config.batch_size is not None and config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.n_preview < 1 or config.n_final < 1:
         raise UsageError(

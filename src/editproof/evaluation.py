@@ -37,6 +37,7 @@ from editproof.evalconfig import (
 )
 from editproof.guards.base import MeasureContext, Signature
 from editproof.guards.chain import judge_all, measure_all
+from editproof.measure.batching import auto_batch_size
 
 __all__ = [
     "BOOTSTRAP_SEED_OFFSET",
@@ -139,6 +140,10 @@ class Evaluator:
         )
         self.timings["load_baseline"] = self._model.load_seconds
         _check_positions(self._model, seq_len)
+        if self.config.batch_size is None:  # auto: from the model, seq_len and the device
+            size = auto_batch_size(self._model.model, seq_len)
+            self.config = replace(self.config, batch_size=size)
+            self._say(f"batch size: {size} windows (auto)")
         # Every edit asked for is resolved against the loaded model before the baseline is
         # measured, so a scope that matches nothing fails in seconds, not minutes.
         self.edits: list[EditSpec] = self.check_edits(edits) if edits is not None else []
@@ -185,8 +190,8 @@ class Evaluator:
         t0 = time.perf_counter()
         measure_nll(
             loaded.model,
-            self.windows[: self.config.batch_size],
-            batch_size=self.config.batch_size,
+            self.windows[: self.batch_size],
+            batch_size=self.batch_size,
             device=loaded.device,
         )
         self.timings["warmup"] = time.perf_counter() - t0
@@ -213,7 +218,7 @@ class Evaluator:
             device=model.device,
             windows=self.windows,
             seed=self.config.seed,
-            batch_size=self.config.batch_size,
+            batch_size=self.batch_size,
         )
         self.base_signatures: dict[str, Signature] = {}
         if self.config.guards:
@@ -241,6 +246,12 @@ class Evaluator:
         other.timings["measure_baseline"] = nll.telemetry.seconds
         other._sign_baseline(nll)
         return other
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per forward pass (``auto`` was resolved when the baseline loaded)."""
+        assert self.config.batch_size is not None
+        return self.config.batch_size
 
     @property
     def model(self) -> LoadedModel:
@@ -430,7 +441,7 @@ class Evaluator:
         return measure_nll(
             loaded.model,
             self.windows,
-            batch_size=self.config.batch_size,
+            batch_size=self.batch_size,
             device=loaded.device,
             on_batch=on_batch,
         )
@@ -529,7 +540,7 @@ class Evaluator:
             device=device,
             device_name=_facts.device_name(device),
             dtype=subject.model.dtype,
-            batch_size=self.config.batch_size,
+            batch_size=self.batch_size,
             deterministic=_facts.deterministic(),
             timings=timings,
             command=list(self.config.command),

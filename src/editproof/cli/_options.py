@@ -41,7 +41,12 @@ DATASET_CONFIG = typer.Option(None, "--dataset-config", help="Dataset configurat
 SPLIT = typer.Option("validation", "--split", help="Dataset split (hf).")
 SEQ_LEN = typer.Option(None, "--seq-len", help="Tokens per window [512; 256 for demo].")
 WINDOWS = typer.Option("64", "--windows", help="Windows per set: N, or PREVIEW:FINAL.")
-BATCH_SIZE = typer.Option(8, "--batch-size", help="Windows per forward pass.")
+BATCH_SIZE = typer.Option(
+    "auto",
+    "--batch-size",
+    help="Windows per forward pass, or auto: 8 on a CPU; on a GPU up to 32 (16,384 tokens), "
+    "as the device's memory allows.",
+)
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 DTYPE = typer.Option("auto", "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
 NET = typer.Option(0, "--net", min=0, max=1, help="1 allows downloads; 0 uses local caches only.")
@@ -99,6 +104,8 @@ def evaluation_config(
     from editproof.evaluation import EvaluationConfig
 
     n_preview, n_final = parse_windows(windows)
+    if "batch_size" in rest:
+        rest["batch_size"] = parse_batch_size(rest["batch_size"])
     policy, policy_source = resolve_policy(tier, preset, tier_patch)
     return EvaluationConfig(
         tier=tier,
@@ -116,6 +123,19 @@ def evaluation_config(
 
 def _file_sha256(path: str) -> str:
     return file_sha256(Path(path))
+
+
+def parse_batch_size(value: str | int | None) -> int | None:
+    """``auto`` (or None) -> None, chosen once the model is loaded; else a positive count."""
+    if value is None or value == "auto":
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        raise UsageError(f"--batch-size '{value}': use a positive number or auto") from None
+    if size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {size}")
+    return size
 
 
 def parse_windows(text: str) -> tuple[int, int]:

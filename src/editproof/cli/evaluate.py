@@ -46,7 +46,7 @@ def evaluate(
     split: str = _o.SPLIT,
     seq_len: int | None = _o.SEQ_LEN,
     windows: str = _o.WINDOWS,
-    batch_size: int = _o.BATCH_SIZE,
+    batch_size: str = _o.BATCH_SIZE,
     device: str = _o.DEVICE,
     dtype: str = _o.DTYPE,
     out: Path | None = typer.Option(

@@ -73,7 +73,7 @@ def suite(
     calibration_runs: int | None = typer.Option(
         None, "--calibration-runs", help="Calibration runs per model [5; demo 2]."
     ),
-    batch_size: int = _o.BATCH_SIZE,
+    batch_size: str = _o.BATCH_SIZE,
     task_timeout: float = typer.Option(21600, "--task-timeout", help="Seconds per task."),
     quiet: bool = _o.QUIET,
 ) -> None:
@@ -116,7 +116,7 @@ def suite_options(
     windows: int | None,
     runs: int | None,
     calibration_runs: int | None,
-    batch_size: int,
+    batch_size: str,
     task_timeout: float,
 ) -> SuiteOptions:
     """``SuiteOptions`` from the options of ``suite`` (shared by ``editproof run``)."""
@@ -154,7 +154,7 @@ def suite_options(
         windows=windows,
         runs=runs,
         calibration_runs=calibration_runs,
-        batch_size=batch_size,
+        batch_size=_o.parse_batch_size(batch_size),
         task_timeout_s=task_timeout,
         executor=executor,
         ray_address=ray_address,

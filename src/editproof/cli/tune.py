@@ -44,7 +44,7 @@ def tune(
     split: str = _o.SPLIT,
     seq_len: int | None = _o.SEQ_LEN,
     windows: str = _o.WINDOWS,
-    batch_size: int = _o.BATCH_SIZE,
+    batch_size: str = _o.BATCH_SIZE,
     device: str = _o.DEVICE,
     dtype: str = _o.DTYPE,
     net: int = _o.NET,

@@ -54,7 +54,7 @@ class SuiteConfig(BaseModel):
     split: str = "validation"
     seq_len: int = Field(ge=2)
     n_windows: int = Field(ge=1)
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)  # None: auto (measure/batching.py)
     seed: int = 42
     calibration_runs: int = Field(ge=0)
     # Runs per scenario: None = the catalogue's defaults (clean 3, stress 2, faults 1).

@@ -61,6 +61,7 @@ class Measurer:
         self._ev: Evaluator | None = None
         self._preset: str | None = None  # digest of the preset now judging, if any
         self._baseline_checked = False
+        self._base_batch: int | None = None
 
     def evaluator(self) -> Evaluator:
         if self._ev is None:
@@ -80,7 +81,12 @@ class Measurer:
                 cfg, self.say, edits=self.specs, on_windows=self.on_windows, tuned=self.tuned
             )
             self.timings["evaluator_setup"] = time.perf_counter() - t0
+            self._base_batch = self._ev.config.batch_size  # resolved when auto
         return self._ev
+
+    def _batch_size(self, ev: Evaluator) -> int:
+        """The batch a task without its own (an OOM retry's) measures with."""
+        return int(self._base_batch or ev.config.batch_size or 1)
 
     def measure(self, spec: TaskSpec) -> dict[str, str]:
         task = spec.task
@@ -148,7 +154,7 @@ class Measurer:
 
         task = spec.task
         self._use_preset(ev, spec.preset)
-        batch = int(task.params.get("batch_size", self.config.batch_size))
+        batch = int(task.params.get("batch_size") or self._batch_size(ev))
         if batch != ev.config.batch_size:
             ev.config = replace(ev.config, batch_size=batch)
             ev.guard_ctx = ev.guard_ctx.model_copy(update={"batch_size": batch})

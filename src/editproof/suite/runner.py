@@ -76,7 +76,7 @@ class SuiteOptions:
     windows: int | None = None
     runs: int | None = None
     calibration_runs: int | None = None
-    batch_size: int = 8
+    batch_size: int | None = None  # None: auto, chosen by each worker from its model
     task_timeout_s: float = 6 * 3600
     executor: str = "local"  # local or ray; not part of the run's parameters (resume may switch)
     ray_address: str | None = None
@@ -115,7 +115,7 @@ def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Pa
     for name, value in (("--runs", opts.runs), ("--calibration-runs", opts.calibration_runs)):
         if value is not None and value < (1 if name == "--runs" else 0):
             raise UsageError(f"{name} is out of range: {value}")
-    if opts.batch_size < 1:
+    if opts.batch_size is not None and opts.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {opts.batch_size}")
     _check_executor(opts)
     models = resolve_models(suite, opts.models, opts.env)

@@ -107,6 +107,10 @@ def error_message(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, EditproofError) else f"{type(exc).__name__}: {exc}"
 
 
+# An OOM outside the measuring loop under --batch-size auto retries from this batch down.
+CPU_BATCH = 8
+
+
 def classify(task: Task, exc: BaseException, config: SuiteConfig) -> Failure:
     """A failed attempt's fate: user errors fail at once; an OOM retries with half the batch;
     anything else backs off up to the attempt limit; a failed restore poisons the process."""
@@ -117,7 +121,7 @@ def classify(task: Task, exc: BaseException, config: SuiteConfig) -> Failure:
     if isinstance(exc, EditproofError) and not isinstance(exc, EvaluationError):
         return Failure(message, "permanent", None)
     if is_oom(exc):
-        batch = int(task.params.get("batch_size", config.batch_size))
+        batch = int(task.params.get("batch_size") or config.batch_size or CPU_BATCH)
         if batch <= 1 or last:
             return Failure(message, "oom", None)
         return Failure(message, "oom", 0.0, params={**task.params, "batch_size": batch // 2})
