@@ -162,26 +162,13 @@ def _floor(ev: Any, batch: int) -> float:
     """One arm's bare forward + mean CE over the evaluator's own windows (after a warm-up
     pass), on the loaded baseline: what any evaluator pays for the subject's numbers."""
     import torch
+    from _floor import bare_pass
 
     model = ev.model.model
     device = ev.model.device
     ids = torch.tensor(ev.windows, device=device)
-
-    def run() -> float:
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            for i in range(0, len(ids), batch):
-                x = ids[i : i + batch]
-                logits = model(x).logits[:, :-1].float()
-                torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)
-                )
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    run()
-    return min(run(), run())
+    bare_pass(model, ids, batch, device)  # warm-up
+    return min(bare_pass(model, ids, batch, device), bare_pass(model, ids, batch, device))
 
 
 def _per_scenario(rows: list[dict[str, Any]], floor: float) -> None:

@@ -469,10 +469,20 @@ def versions(device: str) -> dict:
         "transformers": transformers.__version__,
         "invarlock": dist("invarlock"),
         "jsonschema": dist("jsonschema"),
-        "editproof": dist("editproof"),
+        "editproof": dist("editproof") or _source_version(),
         "editproof_commit": commit,
         "cpu_count": os.cpu_count(),
     }
+
+
+def _source_version() -> str | None:
+    """editproof's version when it runs from the source tree (PYTHONPATH), not installed."""
+    try:
+        import editproof
+
+        return f"{editproof.__version__} (source)"
+    except ImportError:
+        return None
 
 
 def fmt(x: float | None, spec: str = ".2f", unit: str = "") -> str:
@@ -524,18 +534,15 @@ def print_table(meta: dict, results: list[dict]) -> None:
         [f"{fmt(r['editproof']['own_total_s'])} s / {r['editproof']['wall_s']:.2f} s"
          for r in results],
     )  # fmt: skip
-    row("InvarLock / floor (wall)", [fmt(r["ratios"]["invarlock_wall_over_floor"], ".1f", "x")
-                                     for r in results])  # fmt: skip
-    row("editproof / floor (wall)", [fmt(r["ratios"]["editproof_wall_over_floor"], ".1f", "x")
-                                     for r in results])  # fmt: skip
-    row("InvarLock / floor (own)", [fmt(r["ratios"]["invarlock_own_over_floor"], ".1f", "x")
-                                    for r in results])  # fmt: skip
-    row("editproof / floor (own)", [fmt(r["ratios"]["editproof_own_over_floor"], ".1f", "x")
-                                    for r in results])  # fmt: skip
-    row("speed-up over InvarLock (wall)", [fmt(r["ratios"]["speedup_wall"], ".1f", "x")
-                                           for r in results])  # fmt: skip
-    row("speed-up over InvarLock (own)", [fmt(r["ratios"]["speedup_own"], ".1f", "x")
-                                          for r in results])  # fmt: skip
+    for label, key in (
+        ("InvarLock / floor (wall)", "invarlock_wall_over_floor"),
+        ("editproof / floor (wall)", "editproof_wall_over_floor"),
+        ("InvarLock / floor (own)", "invarlock_own_over_floor"),
+        ("editproof / floor (own)", "editproof_own_over_floor"),
+        ("speed-up over InvarLock (wall)", "speedup_wall"),
+        ("speed-up over InvarLock (own)", "speedup_own"),
+    ):
+        row(label, [fmt(r["ratios"][key], ".1f", "x") for r in results])
     row(
         "peak host RSS: InvarLock / editproof",
         [f"{r['invarlock']['peak_rss_gib']:.1f} / {r['editproof']['peak_rss_gib']:.1f} GiB"

@@ -52,6 +52,7 @@ def _save_model(name: str, work: Path, device: str) -> str:
 def _floor(source: str, device: str, seq_len: int, batch: int, n_windows: int) -> float:
     """Bare tokens/s: forward + mean CE over real windows of the suite's text."""
     import torch
+    from _floor import bare_pass
 
     from editproof.data import load_corpus, make_windows, tokenize_corpus
     from editproof.lm import load_model, parse_source
@@ -66,22 +67,8 @@ def _floor(source: str, device: str, seq_len: int, batch: int, n_windows: int) -
     plan = make_windows(stream, seq_len=seq_len, n_preview=n_windows, n_final=n_windows, seed=42)
     ids = torch.tensor([list(w.tokens) for w in plan.all_windows()], device=lm.device)
     model = lm.model
-
-    def run() -> None:
-        with torch.inference_mode():
-            for i in range(0, len(ids), batch):
-                x = ids[i : i + batch]
-                logits = model(x).logits[:, :-1].float()
-                torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)
-                )
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    run()  # warm-up
-    t0 = time.perf_counter()
-    run()
-    rate = ids.numel() / (time.perf_counter() - t0)
+    bare_pass(model, ids, batch, device)  # warm-up
+    rate = ids.numel() / bare_pass(model, ids, batch, device)
     lm.model = None
     model = None
     if device.startswith("cuda"):
