@@ -19,7 +19,7 @@ from editproof.data import make_windows, tokenize_corpus
 from editproof.data.token_cache import cached_tokens, tokenizer_identity
 from editproof.edits import EditSpec, applied, check_edit, parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, resolve_probe
-from editproof.errors import EvaluationError, InvalidInputError, RestoreError, UsageError
+from editproof.errors import EvaluationError, InvalidInputError, UsageError
 from editproof.evalconfig import (
     DEFAULT_SEQ_LEN,
     DEFAULT_WINDOWS,
@@ -65,7 +65,8 @@ from editproof.lm import (
     weight_digest,
 )
 from editproof.lm.anatomy import max_positions
-from editproof.lm.digest import WeightDigest, aliases, digest_from_lines, fingerprints
+from editproof.lm.digest import aliases, fingerprints
+from editproof.lm.integrity import edited_digest, verify_restore
 from editproof.lm.save import read_edit_metadata
 from editproof.measure import WindowNLL, measure_nll
 from editproof.policy import TierPolicy
@@ -355,7 +356,11 @@ class Evaluator:
             # The edited tensors' sha256 (CPU and copy engine) overlaps the subject's
             # measurement and guards (GPU); nothing writes weights until the restore below.
             digest_job = pool.submit(
-                self._edited_digest, loaded, record.tensors, structural=spec.kind != "edit"
+                edited_digest,
+                loaded.model,
+                self.base_digest,
+                record.tensors,
+                structural=spec.kind != "edit",
             )
             nll = self._measure(loaded, "subject")
             timings["measure_subject"] = nll.telemetry.seconds
@@ -378,7 +383,7 @@ class Evaluator:
                 load_seconds=0.0,
             )
         t0 = time.perf_counter()
-        self._verify_restore(loaded, record.tensors)
+        verify_restore(loaded.model, self.base_digest, self.base_fingerprints, record.tensors)
         timings["restore_verify"] = time.perf_counter() - t0
         info_edit = EditInfo(
             label=label or spec.label,
@@ -449,43 +454,6 @@ class Evaluator:
     def _arm(self, info: ModelInfo, nll: WindowNLL) -> Arm:
         preview, final = _facts.split_windows(self.plan, nll)
         return make_arm(info, preview, final, TelemetryInfo(**nll.telemetry.to_dict()))
-
-    def _edited_digest(
-        self, loaded: LoadedModel, touched: list[str], *, structural: bool
-    ) -> tuple[WeightDigest, float]:
-        """Digest of the edited model (rehashing only touched tensors unless shapes moved),
-        and the seconds it took."""
-        t0 = time.perf_counter()
-        state = loaded.model.state_dict()
-        same_layout = not structural and set(state) == set(self.base_digest.tensors)
-        if not same_layout:
-            return weight_digest(loaded.model), time.perf_counter() - t0
-        names = aliases(loaded.model, touched)
-        part = weight_digest(loaded.model, names)
-        lines = {**self.base_digest.tensors, **part.tensors}
-        digest = WeightDigest(
-            sha256=digest_from_lines(lines),
-            tensors=lines,
-            n_tensors=len(lines),
-            n_bytes=self.base_digest.n_bytes,
-        )
-        return digest, time.perf_counter() - t0
-
-    def _verify_restore(self, loaded: LoadedModel, touched: list[str]) -> None:
-        """Touched tensors: sha256 equal to the baseline's; every tensor: same fingerprint."""
-        after = fingerprints(loaded.model)
-        changed = sorted(
-            set(after) ^ set(self.base_fingerprints)
-            | {k for k in after if self.base_fingerprints.get(k) != after[k]}
-        )
-        names = [n for n in aliases(loaded.model, touched) if n in self.base_digest.tensors]
-        rehashed = weight_digest(loaded.model, names).tensors
-        changed += [n for n in names if rehashed[n] != self.base_digest.tensors[n]]
-        if changed:
-            raise RestoreError(
-                f"restoring the baseline after the edit left {len(changed)} tensor(s) "
-                f"different (first: {changed[0]}); results after this point are unsafe"
-            )
 
     def _check_vocab(self, loaded: LoadedModel, role: str) -> None:
         emb = loaded.model.get_input_embeddings()
