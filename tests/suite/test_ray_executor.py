@@ -71,6 +71,7 @@ def test_ray_gives_the_local_verdict_and_numbers(
     actor = next(iter(timings["workers"].values()))
     assert actor["executor"] == "ray" and actor["exit_code"] == 0 and actor["tasks"] > 0
     assert actor["threads"] == 2  # a CPU actor takes the node's 2 CPUs, as a local worker would
+    assert actor["imports_torch"] > 0 and actor["imports_transformers"] > 0  # each timed
     log = (out / "logs" / "tasks" / "setup__llama.log").read_text()
     assert "loading baseline" in log and "done in" in log  # the driver wrote the actor's log
 

@@ -152,6 +152,7 @@ def test_run_dir_layout_and_verdict(reference: Path) -> None:
     assert set(timings["driver"]) == {"prepare", "execute", "verdict", "total"}
     worker = next(iter(timings["workers"].values()))
     assert worker["exit_code"] == 0 and worker["imports"] > 0 and worker["tasks"] > 0
+    assert worker["imports_torch"] > 0 and worker["imports_transformers"] > 0
     repeats = json.loads((run / "analysis/determinism_repeats.json").read_text())
     assert repeats["completed"] == 2 and repeats["scenario"] == "quant_4bit_clean"
     assert repeats["ratio"]["delta"] == 0.0 and repeats["numbers_match"] is True  # CPU

@@ -36,6 +36,10 @@ class ModelActor:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from editproof.lm.libraries import import_model_libraries
+
+        # The same up-front, timed import as a local worker (scikit-learn and SciPy hidden).
+        self.imported = import_model_libraries(device=inputs.device)
         import transformers
 
         from editproof.edits.tuned import parse_tuned
@@ -71,6 +75,7 @@ class ModelActor:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "imports": round(self.imports, 3),
+            **{k: round(v, 3) for k, v in self.imported.timing_keys().items()},
             "threads": torch.get_num_threads(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }

@@ -315,6 +315,7 @@ class RayExecutor:
             "host": act.info.get("host"),
             "process_start": None,
             "imports": imports,
+            **{k: v for k, v in act.info.items() if k.startswith("imports_")},
             "threads": act.info.get("threads"),
             "tasks": round(act.task_seconds, 3),
             "between_tasks": round(now - act.created - imports - act.task_seconds, 3),
