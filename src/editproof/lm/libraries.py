@@ -112,6 +112,9 @@ def import_model_libraries(*, device: str = "auto") -> ImportTimes:
     try:
         with unused_packages_hidden() as hidden:
             times.skipped = hidden
+            # Newer transformers import the model machinery lazily, on the first load:
+            # import it here too, while the checks are hidden, so the load pays nothing more.
+            import transformers.modeling_utils  # noqa: F401
             from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
     except ImportError:
         pass
