@@ -1,5 +1,6 @@
 # Shared by run_pack.sh, run_suite.sh and verify_pack.sh (sourced, never run): which
-# editproof to call, and the checks of the seed's flags. No logic beyond translation.
+# editproof to call, the suite flags both run scripts take, and the checks of the seed's
+# flags. No logic beyond translation.
 
 # cmd: $EDITPROOF, else the repository's .venv, else `editproof` on PATH, else the module.
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -36,4 +37,41 @@ check_run_args() {
     echo "error: --repeats must be a non-negative integer, got '$repeats'" >&2
     exit 2
   fi
+}
+
+# suite_defaults: the flags run_pack.sh and run_suite.sh both take, from the seed's variables.
+suite_defaults() {
+  suite="${PACK_SUITE:-subset}"
+  net="${PACK_NET:-0}"
+  out="${PACK_OUTPUT_DIR:-${OUTPUT_DIR:-}}"
+  determinism="${PACK_DETERMINISM:-throughput}"
+  repeats="${PACK_REPEATS:-0}"
+  models="${PACK_MODELS_CSV:-${PACK_MODELS:-}}"
+  scenario_ids="${PACK_SCENARIO_IDS:-}"
+  extra=()
+}
+
+# suite_flag ARGS...: when $1 is one of those flags, store it and set `taken` to the number
+# of arguments it used (shift that many); otherwise taken=0.
+suite_flag() {
+  taken=2
+  case "$1" in
+    --suite) need_value "$@"; suite="$2" ;;
+    --models) need_value "$@"; models="$2" ;;
+    --net) need_value "$@"; net="$2" ;;
+    --out) need_value "$@"; out="$2" ;;
+    --determinism) need_value "$@"; determinism="$2" ;;
+    --repeats) need_value "$@"; repeats="$2" ;;
+    --scenario-ids) need_value "$@"; scenario_ids="$2" ;;
+    --resume) extra+=("$1"); taken=1 ;;
+    *) taken=0 ;;
+  esac
+}
+
+# suite_args COMMAND: `editproof COMMAND` with those flags, into the array `args`.
+suite_args() {
+  args=("$1" --suite "$suite" --net "$net" --determinism "$determinism" --repeats "$repeats")
+  if [[ -n "$out" ]]; then args+=(--out "$out"); fi
+  if [[ -n "$models" ]]; then args+=(--models "$models"); fi
+  if [[ -n "$scenario_ids" ]]; then args+=(--scenario-ids "$scenario_ids"); fi
 }

@@ -18,30 +18,18 @@ PACK_TUNED_EDIT_PARAMS_FILE, PACK_SIGNING_KEY, PACK_GPG_KEY, PACK_GPG_SIGN (0 = 
 USAGE
 }
 
-suite="${PACK_SUITE:-subset}"
-net="${PACK_NET:-0}"
-out="${PACK_OUTPUT_DIR:-${OUTPUT_DIR:-}}"
+suite_defaults
 pack_dir="${PACK_DIR:-}"
-determinism="${PACK_DETERMINISM:-throughput}"
-repeats="${PACK_REPEATS:-0}"
-models="${PACK_MODELS_CSV:-${PACK_MODELS:-}}"
-scenario_ids="${PACK_SCENARIO_IDS:-}"
 sign_key="${PACK_SIGNING_KEY:-}"
-extra=()
 
 while [[ $# -gt 0 ]]; do
+  suite_flag "$@"
+  if [[ $taken -gt 0 ]]; then shift "$taken"; continue; fi
   case "$1" in
-    --suite) need_value "$@"; suite="$2"; shift 2 ;;
-    --models) need_value "$@"; models="$2"; shift 2 ;;
-    --net) need_value "$@"; net="$2"; shift 2 ;;
-    --out) need_value "$@"; out="$2"; shift 2 ;;
     --pack-dir) need_value "$@"; pack_dir="$2"; shift 2 ;;
-    --determinism) need_value "$@"; determinism="$2"; shift 2 ;;
-    --repeats) need_value "$@"; repeats="$2"; shift 2 ;;
-    --scenario-ids) need_value "$@"; scenario_ids="$2"; shift 2 ;;
     --sign-key) need_value "$@"; sign_key="$2"; shift 2 ;;
     --gpg-key) need_value "$@"; extra+=(--gpg-key "$2"); shift 2 ;;
-    --no-sign|--resume) extra+=("$1"); shift ;;
+    --no-sign) extra+=("$1"); shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -49,10 +37,7 @@ while [[ $# -gt 0 ]]; do
 done
 check_run_args "$net" "$repeats" "$@"
 
-args=(run --suite "$suite" --net "$net" --determinism "$determinism" --repeats "$repeats")
-[[ -n "$out" ]] && args+=(--out "$out")
+suite_args run
 [[ -n "$pack_dir" ]] && args+=(--pack-dir "$pack_dir")
-[[ -n "$models" ]] && args+=(--models "$models")
-[[ -n "$scenario_ids" ]] && args+=(--scenario-ids "$scenario_ids")
 [[ -n "$sign_key" ]] && args+=(--sign-key "$sign_key")
 exec "${cmd[@]}" "${args[@]}" "${extra[@]}"

@@ -18,25 +18,13 @@ PACK_MODEL_REVISIONS_FILE. Runs the suite only; run_pack.sh also builds the proo
 USAGE
 }
 
-suite="${PACK_SUITE:-subset}"
-net="${PACK_NET:-0}"
-out="${PACK_OUTPUT_DIR:-${OUTPUT_DIR:-}}"
-determinism="${PACK_DETERMINISM:-throughput}"
-repeats="${PACK_REPEATS:-0}"
-models="${PACK_MODELS_CSV:-${PACK_MODELS:-}}"
-scenario_ids="${PACK_SCENARIO_IDS:-}"
-extra=()
+suite_defaults
 
 while [[ $# -gt 0 ]]; do
+  suite_flag "$@"
+  if [[ $taken -gt 0 ]]; then shift "$taken"; continue; fi
   case "$1" in
-    --suite) need_value "$@"; suite="$2"; shift 2 ;;
-    --models) need_value "$@"; models="$2"; shift 2 ;;
-    --net) need_value "$@"; net="$2"; shift 2 ;;
-    --out) need_value "$@"; out="$2"; shift 2 ;;
-    --determinism) need_value "$@"; determinism="$2"; shift 2 ;;
-    --repeats) need_value "$@"; repeats="$2"; shift 2 ;;
-    --scenario-ids) need_value "$@"; scenario_ids="$2"; shift 2 ;;
-    --calibrate-only|--run-only|--errors-only|--resume) extra+=("$1"); shift ;;
+    --calibrate-only|--run-only|--errors-only) extra+=("$1"); shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -44,9 +32,6 @@ while [[ $# -gt 0 ]]; do
 done
 check_run_args "$net" "$repeats" "$@"
 
-args=(suite --suite "$suite" --net "$net" --determinism "$determinism" --repeats "$repeats")
-[[ -n "$out" ]] && args+=(--out "$out")
-[[ -n "$models" ]] && args+=(--models "$models")
-[[ -n "$scenario_ids" ]] && args+=(--scenario-ids "$scenario_ids")
+suite_args suite
 echo "WARNING: This runs the suite WITHOUT creating a proof pack." >&2
 exec "${cmd[@]}" "${args[@]}" "${extra[@]}"

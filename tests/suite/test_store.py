@@ -66,3 +66,15 @@ def test_resume_resets_and_rechecks_outputs(tmp_path: Path) -> None:
     out.write_text('{"changed": true}')
     assert s.verify_outputs() == ["setup"]
     assert s.get("setup").status == "pending"
+
+
+def test_fail_open_ends_only_that_models_unfinished_tasks(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    s.claim("m", "w")
+    s.finish("setup", {}, 0.1)
+    s.claim("m", "w")  # a is running, b pending
+    s.fail_open("m", "worker died 3 times")
+    assert {t: s.get(t).status for t in ("setup", "a", "b", "other")} == {
+        "setup": "done", "a": "failed", "b": "failed", "other": "pending",
+    }  # fmt: skip
+    assert s.get("a").error == "worker died 3 times" and s.get("a").error_kind == "worker_died"

@@ -41,6 +41,7 @@ from editproof.errors import (
 from editproof.report.format import DASH, FILTERS, fixed, interval
 from editproof.report.io import HTML_NAME, REPORT_NAME, parse_report
 from editproof.report.model import EvaluationReport
+from editproof.verdict.matrix import record_row
 from editproof.verdict.model import FinalVerdict, Record
 from editproof.verdict.views import MatrixRow
 from editproof.verdict.write import (
@@ -331,26 +332,7 @@ def _run_row(row: MatrixRow, match: Match | None) -> RunRow:
 
 def _record_row(rec: Record, match: Match | None) -> RunRow:
     """A record the detection matrix does not list (a matrix and a verdict out of step)."""
-    row = MatrixRow(
-        model=rec.model,
-        scenario=rec.scenario,
-        category=rec.category,
-        strictness=rec.strictness,
-        run=rec.run,
-        outcome="report",
-        path=rec.path,
-        status=rec.status,
-        ratio=rec.ratio,
-        ci_upper=rec.ci_upper,
-        gates=[],
-        guards=[],
-        probes={},
-        guard_flags=rec.guard_flags,
-        detectors_hit=rec.detectors_hit,
-        requirement_met=rec.requirement_met,
-        note="not in the detection matrix",
-    )
-    return _run_row(row, match)
+    return _run_row(record_row(rec, note="not in the detection matrix"), match)
 
 
 def _failed_rows(v: FinalVerdict, matches: dict[Key, Match | None]) -> list[FailedRow]:

@@ -121,7 +121,7 @@ class LocalExecutor:
                 for model in list(queue):
                     if need[model] > len(self.slots):
                         queue.remove(model)
-                        self._fail_open(model, self._too_big(need[model]))
+                        self.store.fail_open(model, self._too_big(need[model]))
                     elif need[model] <= len(free):
                         taken, free = free[: need[model]], free[need[model] :]
                         queue.remove(model)
@@ -265,11 +265,6 @@ class LocalExecutor:
             if self._deaths[act.model] >= self.config.max_attempts:
                 deaths = self._deaths[act.model]
                 reason = f"worker died {deaths} times outside a task (exit code {code})"
-                self._fail_open(act.model, f"{reason}; see logs/workers/")
+                self.store.fail_open(act.model, f"{reason}; see logs/workers/")
                 return False
         return True
-
-    def _fail_open(self, model: str, reason: str) -> None:
-        for task in self.store.tasks(model):
-            if task.status in ("pending", "running"):
-                self.store.fail(task.id, reason, "worker_died")

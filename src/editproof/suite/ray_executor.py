@@ -148,7 +148,7 @@ class RayExecutor:
         need = actor_gpus(self.config.device, have, weight_bytes(model) if have else None,
                           min(mem.values()) if mem else None)  # fmt: skip
         if need > have:
-            self._fail_open(
+            self.store.fail_open(
                 model,
                 f"model needs {need} GPUs for its weights plus headroom, but the Ray cluster "
                 f"has {have}",
@@ -299,7 +299,7 @@ class RayExecutor:
         if not orphan:
             self._deaths[act.model] = self._deaths.get(act.model, 0) + 1
             if self._deaths[act.model] >= self.config.max_attempts:
-                self._fail_open(act.model, f"ray actor died {self._deaths[act.model]} times "
+                self.store.fail_open(act.model, f"ray actor died {self._deaths[act.model]} times "
                                 f"outside a task ({reason})")  # fmt: skip
                 return False
         return True
@@ -336,11 +336,6 @@ class RayExecutor:
             status[t.id] = "failed" if blocked and t.status == "pending" else t.status
             runnable = runnable or status[t.id] in ("pending", "running")
         return runnable
-
-    def _fail_open(self, model: str, reason: str) -> None:
-        for task in self.store.tasks(model):
-            if task.status in ("pending", "running"):
-                self.store.fail(task.id, reason, "worker_died")
 
 
 def _one_line(exc: BaseException) -> str:

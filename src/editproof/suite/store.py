@@ -260,6 +260,13 @@ class Store:
                 (reason, time.time(), task_id),
             )
 
+    def fail_open(self, model: str, reason: str) -> None:
+        """Every pending or running task of ``model`` fails for good: no worker can run them
+        (its workers keep dying, or it needs more devices than there are)."""
+        for task in self.tasks(model):
+            if task.status in ("pending", "running"):
+                self.fail(task.id, reason, "worker_died")
+
     def fail(
         self, task_id: str, error: str, kind: str, *, retry_after: float | None = None
     ) -> None:

@@ -115,6 +115,31 @@ def _probes(report: EvaluationReport) -> dict[str, dict[str, Observed]]:
 
 
 def _row(record: Record, report: EvaluationReport) -> MatrixRow:
+    gates = [
+        GateCell(
+            name=g.name,
+            measured=g.measured,
+            threshold=g.threshold,
+            comparison=g.comparison,
+            passed=g.passed,
+            enforced=g.enforced,
+            relaxed=g.relaxed,
+        )
+        for g in report.gates
+    ]
+    guards = [guard_cell(report, name) for name in GUARDS]
+    return record_row(record, gates=gates, guards=guards, probes=_probes(report))
+
+
+def record_row(
+    record: Record,
+    *,
+    gates: list[GateCell] | None = None,
+    guards: list[GuardCell] | None = None,
+    probes: dict[str, dict[str, Observed]] | None = None,
+    note: str = "",
+) -> MatrixRow:
+    """A matrix row from a record's own fields; its report's cells when given."""
     return MatrixRow(
         model=record.model,
         scenario=record.scenario,
@@ -126,23 +151,13 @@ def _row(record: Record, report: EvaluationReport) -> MatrixRow:
         status=record.status,
         ratio=record.ratio,
         ci_upper=record.ci_upper,
-        gates=[
-            GateCell(
-                name=g.name,
-                measured=g.measured,
-                threshold=g.threshold,
-                comparison=g.comparison,
-                passed=g.passed,
-                enforced=g.enforced,
-                relaxed=g.relaxed,
-            )
-            for g in report.gates
-        ],
-        guards=[guard_cell(report, name) for name in GUARDS],
-        probes=_probes(report),
+        gates=gates or [],
+        guards=guards or [],
+        probes=probes or {},
         guard_flags=dict(record.guard_flags),
         detectors_hit=record.detectors_hit,
         requirement_met=record.requirement_met,
+        note=note,
     )
 
 
