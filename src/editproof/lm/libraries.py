@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # transformers' availability checks for packages a causal LM's forward never uses.
@@ -35,7 +35,6 @@ class ImportTimes:
     transformers: float = 0.0
     cuda_start: float = 0.0
     cuda_wait: float = 0.0
-    skipped: list[str] = field(default_factory=list)
 
     def timing_keys(self, prefix: str = "imports") -> dict[str, float]:
         """Critical-path keys for a timings file (the overlapped start is not among them)."""
@@ -110,8 +109,7 @@ def import_model_libraries(*, device: str = "auto") -> ImportTimes:
         thread.start()
     t0 = time.perf_counter()
     try:
-        with unused_packages_hidden() as hidden:
-            times.skipped = hidden
+        with unused_packages_hidden():
             # Newer transformers import the model machinery lazily, on the first load:
             # import it here too, while the checks are hidden, so the load pays nothing more.
             import transformers.modeling_utils  # noqa: F401

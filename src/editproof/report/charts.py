@@ -93,6 +93,14 @@ def _text(x: float, y: float, label: str, *, anchor: str = "middle", css: str = 
     return f'<text x="{_f(x)}" y="{_f(y)}" text-anchor="{anchor}"{cls}>{escape(label)}</text>'
 
 
+def _y_label(y: float, label: str) -> str:
+    """An axis label rotated up the left edge, centred on ``y``."""
+    return (
+        f'<text class="axis-label" text-anchor="middle" transform="translate(12 '
+        f'{_f(y)}) rotate(-90)">{escape(label)}</text>'
+    )
+
+
 def _padded(lo: float, hi: float, frac: float = 0.06) -> tuple[float, float]:
     span = hi - lo
     # A zero span (one distinct value) still needs a visible, centred range.
@@ -224,10 +232,7 @@ def scatter_svg(pairs: Pairs) -> Markup:
         css = "pt worse" if y > x else "pt"
         parts.append(f'<circle class="{css}" cx="{_f(sx(x))}" cy="{_f(sy(y))}" r="2.6" />')
     parts.append(_text(ml + plot / 2, height - 6, "baseline NLL", css="axis-label"))
-    parts.append(
-        f'<text class="axis-label" text-anchor="middle" transform="translate(12 '
-        f'{_f(mt + plot / 2)}) rotate(-90)">subject NLL</text>'
-    )
+    parts.append(_y_label(mt + plot / 2, "subject NLL"))
     parts.append("</svg>")
     return Markup("\n".join(parts))
 
@@ -274,9 +279,6 @@ def delta_bars_svg(pairs: Pairs) -> Markup:
     for k in sorted({0, n // 4, n // 2, 3 * n // 4, n - 1}):
         parts.append(_text(ml + (k + 0.5) * slot, mt + ph + 15, str(k + 1)))
     parts.append(_text(ml + pw / 2, height - 6, "final window (stored order)", css="axis-label"))
-    parts.append(
-        f'<text class="axis-label" text-anchor="middle" transform="translate(12 '
-        f'{_f(mt + ph / 2)}) rotate(-90)">\u0394 NLL</text>'
-    )
+    parts.append(_y_label(mt + ph / 2, "\u0394 NLL"))
     parts.append("</svg>")
     return Markup("\n".join(parts))

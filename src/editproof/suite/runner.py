@@ -251,8 +251,9 @@ def _check_corpus(config: SuiteConfig) -> None:
     checked: set[str] = set()  # ``auto`` picks the text per model (pydoc for the demo)
     for model in config.models:
         one = evaluation_config(config, model, tuned_params="", device="cpu")
-        if text_provider(one) not in checked:
-            checked.add(text_provider(one))
+        provider = text_provider(one)
+        if provider not in checked:
+            checked.add(provider)
             load_text(one)
 
 
