@@ -19,6 +19,7 @@ from typing import Any
 
 from editproof.errors import EditproofError, EvaluationError, RestoreError
 from editproof.fileio import atomic_write_text
+from editproof.measure.batching import CPU_BATCH
 from editproof.suite import layout
 from editproof.suite.config import SuiteConfig
 from editproof.suite.plan import EVAL, PRESET, REPEAT, SETUP
@@ -107,10 +108,6 @@ def error_message(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, EditproofError) else f"{type(exc).__name__}: {exc}"
 
 
-# An OOM outside the measuring loop under --batch-size auto retries from this batch down.
-CPU_BATCH = 8
-
-
 def classify(task: Task, exc: BaseException, config: SuiteConfig) -> Failure:
     """A failed attempt's fate: user errors fail at once; an OOM retries with half the batch;
     anything else backs off up to the attempt limit; a failed restore poisons the process."""
@@ -121,6 +118,7 @@ def classify(task: Task, exc: BaseException, config: SuiteConfig) -> Failure:
     if isinstance(exc, EditproofError) and not isinstance(exc, EvaluationError):
         return Failure(message, "permanent", None)
     if is_oom(exc):
+        # Under --batch-size auto an OOM outside the measuring loop retries from 8 windows down.
         batch = int(task.params.get("batch_size") or config.batch_size or CPU_BATCH)
         if batch <= 1 or last:
             return Failure(message, "oom", None)
