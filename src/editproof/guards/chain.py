@@ -4,6 +4,10 @@ Order: invariants, spectral, rmt, variance. Every guard measures the subject whi
 live (edits are still applied), compares with the cached baseline signature, and variance
 additionally A/B-tests its proposed scales on the live subject through hooks that are always
 removed. Probe scenarios also get their sidecar evidence (``rmt_probe`` / ``ve_probe``).
+
+The activation guards (those with a ``tap`` method: rmt and variance) read one forward pass
+per distinct window sample between them (:mod:`._activations`); with the tiers' equal
+window counts that is a single pass for both.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from editproof.guards._activations import ActivationTap, run_taps
 from editproof.guards.base import Guard, MeasureContext, Signature
 from editproof.guards.invariants import InvariantsGuard
 from editproof.guards.probes import rmt_probe, ve_probe
@@ -42,9 +47,29 @@ def measure_all(
     model: Any, ctx: MeasureContext, policies: GuardPolicies, guards: list[Guard] | None = None
 ) -> dict[str, Signature]:
     """Signatures of every guard on ``model`` (the baseline's are cached by the caller)."""
-    return {
-        g.name: g.measure(model, ctx, _policy(policies, g.name)) for g in guards or default_guards()
-    }
+    return _measure(model, ctx, policies, guards or default_guards())
+
+
+def _measure(
+    model: Any, ctx: MeasureContext, policies: GuardPolicies, guards: list[Guard]
+) -> dict[str, Signature]:
+    """Each guard's signature, in guard order; the taps of the activation guards share
+    their forward passes."""
+    found: dict[str, Signature] = {}
+    taps: list[ActivationTap] = []
+    for guard in guards:
+        tap = getattr(guard, "tap", None)
+        if tap is None:
+            found[guard.name] = guard.measure(model, ctx, _policy(policies, guard.name))
+            continue
+        got: ActivationTap | Signature = tap(model, ctx, _policy(policies, guard.name))
+        if isinstance(got, Signature):
+            found[guard.name] = got
+        else:
+            taps.append(got)
+    for tap_, signature in zip(taps, run_taps(model, ctx, taps), strict=True):
+        found[tap_.guard] = signature
+    return {g.name: found[g.name] for g in guards}
 
 
 def judge_all(
@@ -59,16 +84,20 @@ def judge_all(
     """Measure the live subject and compare every guard with the baseline's signature."""
     results: list[GuardResult] = []
     probes: dict[str, dict[str, Any]] = {}
-    for guard in guards or default_guards():
+    chosen = guards or default_guards()
+    signatures = _measure(model, ctx, policies, chosen)
+    for guard in chosen:
         policy = _policy(policies, guard.name)
         started = time.perf_counter()
-        subject = guard.measure(model, ctx, policy)
+        subject = signatures[guard.name]
         result = guard.compare(baseline[guard.name], subject, policy)
         if isinstance(guard, VarianceGuard):
             proposals: dict[str, float] = result.details.get("proposals", {})
             if proposals:
                 result = guard.with_ab(result, guard.ab_test(model, ctx, proposals, policy))
-        result = result.model_copy(update={"seconds": time.perf_counter() - started})
+        # Its measuring (a share of any pass it shared) plus comparing and any A/B test.
+        seconds = subject.seconds + time.perf_counter() - started
+        result = result.model_copy(update={"seconds": seconds})
         results.append(result)
         sidecar = PROBE_SIDECARS.get(probe or "")
         if sidecar and sidecar[0] == guard.name:

@@ -18,14 +18,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from editproof.guards._activations import ActivationTap, run_taps
 from editproof.guards._branches import (
     Branch,
     embedding_branch,
     expansion_projections,
-    hooked,
     pick_evenly,
     residual_branches,
-    run_windows,
     unchanged_baseline,
     window_hashes,
 )
@@ -142,6 +141,14 @@ class RmtGuard:
     def measure(
         self, model: Any, ctx: MeasureContext, policy: RmtPolicy | Mapping[str, Any]
     ) -> Signature:
+        tap = self.tap(model, ctx, policy)
+        return tap if isinstance(tap, Signature) else run_taps(model, ctx, [tap])[0]
+
+    def tap(
+        self, model: Any, ctx: MeasureContext, policy: RmtPolicy | Mapping[str, Any]
+    ) -> ActivationTap | Signature:
+        """This guard's share of an activation pass (:mod:`._activations`), or the
+        baseline's signature when the subject is bit-identical to it."""
         started = time.perf_counter()
         pol = _policy(policy)
         indices = pick_evenly(len(ctx.windows), pol.windows)
@@ -166,46 +173,16 @@ class RmtGuard:
             weights[branch.name] = weights.get(branch.name, 0.0) + tokens.sum()
             features[branch.name] = int(out.shape[-1])
 
-        with hooked(branches, on_output) as set_mask:
-            run_windows(
-                model, sample, batch_size=ctx.batch_size, device=ctx.device, set_mask=set_mask
-            )
-        names = list(sums)
-        if names:  # one transfer for every module's totals
-            import torch
+        def finish() -> Signature:
+            return _signature(ctx, contract, branches, sums, weights, features, sample)
 
-            # On one device: the modules of a model spread over GPUs sit on several.
-            home = torch.as_tensor(sums[names[0]]).device
-            totals = torch.stack([torch.as_tensor(sums[n]).to(home) for n in names]).tolist()
-            counts = torch.stack([torch.as_tensor(weights[n]).to(home) for n in names]).tolist()
-            sums = dict(zip(names, totals, strict=True))
-            weights = dict(zip(names, counts, strict=True))
-        modules: dict[str, dict[str, Any]] = {}
-        families: dict[str, float] = {}
-        for b in branches:
-            if b.name not in weights:
-                continue  # a branch the forward never reached (e.g. an unused MoE path)
-            risk = sums[b.name] / weights[b.name]
-            modules[b.name] = {
-                "family": b.family,
-                "layer": b.layer,
-                "features": features[b.name],
-                "edge_risk": _json_float(risk),
-            }
-            # max() would drop NaN; a non-finite module must poison its family instead.
-            prev = families.get(b.family, -math.inf)
-            families[b.family] = risk if not math.isfinite(risk) else max(prev, risk)
-        data = {
-            "families": {f: _json_float(v) for f, v in families.items()},
-            "modules": modules,
-            "tokens": int(sum(len(w) for w in sample)),
-            "device": ctx.device,
-        }
-        return Signature(
+        return ActivationTap(
             guard=self.name,
-            contract=contract,
-            data=data,
-            seconds=time.perf_counter() - started,
+            indices=tuple(indices),
+            branches=branches,
+            on_output=on_output,
+            finish=finish,
+            prepared=time.perf_counter() - started,
         )
 
     def compare(
@@ -280,6 +257,50 @@ class RmtGuard:
                 "tokens": subject.data.get("tokens"),
             },
         )
+
+
+def _signature(
+    ctx: MeasureContext,
+    contract: dict[str, Any],
+    branches: list[Branch],
+    sums: dict[str, Any],
+    weights: dict[str, Any],
+    features: dict[str, int],
+    sample: list[list[int]],
+) -> Signature:
+    """The signature from the pass's per-module device sums (one transfer for all)."""
+    names = list(sums)
+    if names:
+        import torch
+
+        # On one device: the modules of a model spread over GPUs sit on several.
+        home = torch.as_tensor(sums[names[0]]).device
+        totals = torch.stack([torch.as_tensor(sums[n]).to(home) for n in names]).tolist()
+        counts = torch.stack([torch.as_tensor(weights[n]).to(home) for n in names]).tolist()
+        sums = dict(zip(names, totals, strict=True))
+        weights = dict(zip(names, counts, strict=True))
+    modules: dict[str, dict[str, Any]] = {}
+    families: dict[str, float] = {}
+    for b in branches:
+        if b.name not in weights:
+            continue  # a branch the forward never reached (e.g. an unused MoE path)
+        risk = sums[b.name] / weights[b.name]
+        modules[b.name] = {
+            "family": b.family,
+            "layer": b.layer,
+            "features": features[b.name],
+            "edge_risk": _json_float(risk),
+        }
+        # max() would drop NaN; a non-finite module must poison its family instead.
+        prev = families.get(b.family, -math.inf)
+        families[b.family] = risk if not math.isfinite(risk) else max(prev, risk)
+    data = {
+        "families": {f: _json_float(v) for f, v in families.items()},
+        "modules": modules,
+        "tokens": int(sum(len(w) for w in sample)),
+        "device": ctx.device,
+    }
+    return Signature(guard=RmtGuard.name, contract=contract, data=data)
 
 
 def _contract(

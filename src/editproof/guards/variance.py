@@ -1,7 +1,8 @@
 """Variance guard (informational): would rescaling residual branches undo the edit's drift?
 
 ``measure`` records, for every decoder layer's attn/ffn branch output on the calibration
-windows (the first ``policy.windows`` of the evaluation: the preview set comes first), the
+windows (``policy.windows`` evenly spaced over the evaluation, the RMT guard's sample, so
+both read one shared forward pass: :mod:`._activations`), the
 *typical token's* energy: the median over tokens of the token's mean(y²) over features
 (``median_sq``), and for reference the plain mean(y²) (``mean_sq``). ``compare`` proposes
 alpha = √(median_base / median_subject) per branch (clamped, deadbanded, capped) without
@@ -25,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from editproof.errors import EditproofError
+from editproof.guards._activations import ActivationTap, run_taps
 from editproof.guards._branches import (
     Branch,
-    hooked,
+    pick_evenly,
     residual_branches,
-    run_windows,
     scaled,
     unchanged_baseline,
     window_hashes,
@@ -46,7 +47,9 @@ def _policy(policy: VariancePolicy | Mapping[str, Any]) -> VariancePolicy:
 
 
 def calibration_indices(n_windows: int, policy: VariancePolicy) -> list[int]:
-    return list(range(min(policy.windows, n_windows)))
+    """Evenly spaced over the evaluation, as the RMT guard picks its sample: with equal
+    window counts the two guards read one shared activation pass."""
+    return pick_evenly(n_windows, policy.windows)
 
 
 def propose_scales(
@@ -95,8 +98,14 @@ class VarianceGuard:
     def measure(
         self, model: Any, ctx: MeasureContext, policy: VariancePolicy | Mapping[str, Any]
     ) -> Signature:
-        import torch
+        tap = self.tap(model, ctx, policy)
+        return tap if isinstance(tap, Signature) else run_taps(model, ctx, [tap])[0]
 
+    def tap(
+        self, model: Any, ctx: MeasureContext, policy: VariancePolicy | Mapping[str, Any]
+    ) -> ActivationTap | Signature:
+        """This guard's share of an activation pass (:mod:`._activations`), or the
+        baseline's signature when the subject is bit-identical to it."""
         started = time.perf_counter()
         pol = _policy(policy)
         indices = calibration_indices(len(ctx.windows), pol)
@@ -107,12 +116,12 @@ class VarianceGuard:
                 "over features (linear interpolation); mean(y^2) over all tokens for reference"
             ),
             "calibration": {
-                "policy": "first",
+                "policy": "evenly_spaced",
                 "of": len(ctx.windows),
                 "indices": indices,
                 "token_hashes": window_hashes(sample),
             },
-            "version": 2,
+            "version": 3,
         }
         same = unchanged_baseline(ctx, self.name, contract)
         if same is not None:
@@ -125,33 +134,16 @@ class VarianceGuard:
             energy = out.float().square().mean(dim=-1)[mask]
             per_token.setdefault(branch.name, []).append(energy)
 
-        with hooked(branches, on_output) as set_mask:
-            run_windows(
-                model, sample, batch_size=ctx.batch_size, device=ctx.device, set_mask=set_mask
-            )
-        stats: dict[str, tuple[float, float]] = {}
-        if per_token:
-            names = list(per_token)
-            tokens = [torch.cat(per_token[n]).double() for n in names]
-            # Two numbers per branch, one transfer for all of them.
-            home = tokens[0].device  # a model spread over GPUs has branches on several
-            both = torch.stack([torch.stack([t.mean(), t.quantile(0.5)]).to(home) for t in tokens])
-            stats = dict(zip(names, [tuple(r) for r in both.tolist()], strict=True))
-        data = {
-            "branches": {
-                b.name: {
-                    "family": b.family,
-                    "layer": b.layer,
-                    "mean_sq": _json_float(stats[b.name][0]),
-                    "median_sq": _json_float(stats[b.name][1]),
-                }
-                for b in branches
-                if b.name in stats
-            },
-            "device": ctx.device,
-        }
-        return Signature(
-            guard=self.name, contract=contract, data=data, seconds=time.perf_counter() - started
+        def finish() -> Signature:
+            return _signature(ctx, contract, branches, per_token)
+
+        return ActivationTap(
+            guard=self.name,
+            indices=tuple(indices),
+            branches=branches,
+            on_output=on_output,
+            finish=finish,
+            prepared=time.perf_counter() - started,
         )
 
     def compare(
@@ -289,6 +281,38 @@ class VarianceGuard:
                 "details": {**result.details, "ab": dict(ab)},
             }
         )
+
+
+def _signature(
+    ctx: MeasureContext,
+    contract: dict[str, Any],
+    branches: list[Branch],
+    per_token: dict[str, list[Any]],
+) -> Signature:
+    """Mean and median of each branch's per-token energies (one transfer for all)."""
+    import torch
+
+    stats: dict[str, tuple[float, float]] = {}
+    if per_token:
+        names = list(per_token)
+        tokens = [torch.cat(per_token[n]).double() for n in names]
+        home = tokens[0].device  # a model spread over GPUs has branches on several
+        both = torch.stack([torch.stack([t.mean(), t.quantile(0.5)]).to(home) for t in tokens])
+        stats = dict(zip(names, [tuple(r) for r in both.tolist()], strict=True))
+    data = {
+        "branches": {
+            b.name: {
+                "family": b.family,
+                "layer": b.layer,
+                "mean_sq": _json_float(stats[b.name][0]),
+                "median_sq": _json_float(stats[b.name][1]),
+            }
+            for b in branches
+            if b.name in stats
+        },
+        "device": ctx.device,
+    }
+    return Signature(guard=VarianceGuard.name, contract=contract, data=data)
 
 
 def _measured_arm(ctx: MeasureContext, indices: list[int]) -> WindowNLL | None:
