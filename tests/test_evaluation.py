@@ -252,3 +252,37 @@ def test_baseline_whose_tokenizer_outgrows_its_embeddings_fails_before_measuring
     )  # fmt: skip
     with pytest.raises(InvalidInputError, match=r"^baseline .* has 64 token embeddings .*"):
         evaluate(config)
+
+
+def test_restore_is_checked_from_the_backups_hashed_beside_the_measurement(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import editproof.evaluation as evaluation
+    import editproof.lm.integrity as integrity
+
+    evaluator = Evaluator(_edit_config(tiny_dir, "noop"))
+    rehashed: list[str] = []
+    inside: list[bool] = []
+    real_digest, real_verify = integrity.weight_digest, integrity.verify_restore
+
+    def counting(model: object, names: list[str] | None = None) -> object:
+        if inside:  # the edited digest hashes the edited tensors on its thread: not counted
+            rehashed.extend(names or ["<all>"])
+        return real_digest(model, names)
+
+    def verify(*args: object) -> None:
+        inside.append(True)
+        try:
+            real_verify(*args)  # type: ignore[arg-type]
+        finally:
+            inside.clear()
+
+    monkeypatch.setattr(integrity, "weight_digest", counting)
+    monkeypatch.setattr(evaluation, "verify_restore", verify)
+    report = evaluator.judge_edit("quant_rtn:4:8:all")
+    assert report.edit.restore_verified and rehashed == []
+    assert {"digest_backups", "restore_verify"} <= set(report.provenance.timings)
+    # A layout fault keeps the full rehash: its tensors may be replaced, not rewritten.
+    report = evaluator.judge_edit("weight_tying_break")
+    assert report.edit.restore_verified and rehashed
+    assert "digest_backups" not in report.provenance.timings

@@ -21,6 +21,7 @@ from editproof.edits.scope import resolve_scope
 from editproof.edits.spec import EditSpec, parse_spec
 from editproof.edits.weights import Outcome, run_weight_edit
 from editproof.errors import InvalidInputError, UsageError
+from editproof.lm.digest import same_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -91,16 +92,28 @@ class AppliedEdit:
         self.record = record
         self._journal = journal
         self._active = True
+        self.restored: dict[str, bool] = {}
 
     @property
     def active(self) -> bool:
         return self._active
 
+    def backups(self) -> dict[str, torch.Tensor]:
+        """The journal's copies of the tensors the edit wrote, by the name each was saved
+        under: the bytes a restore writes back. Empty once restored."""
+        return {name: copy for name, _t, copy in self._journal.saved.values()}
+
     def restore(self) -> None:
-        """Undo the edit exactly; calling it again is a no-op."""
+        """Undo the edit exactly; calling it again is a no-op.
+
+        Afterwards :attr:`restored` holds, per backed-up name, whether the model's live
+        tensor of that name now has the backup's bytes (compared on its device); names whose
+        live tensor sits elsewhere, or is gone, are left out."""
         if not self._active:
             return
+        copies = self.backups()
         self._journal.rollback()
+        self.restored = _compare_live(self.model, copies)
         self._active = False
         if _ACTIVE.get(self.model) is self:
             del _ACTIVE[self.model]
@@ -115,6 +128,18 @@ class AppliedEdit:
         tb: TracebackType | None,
     ) -> None:
         self.restore()
+
+
+def _compare_live(model: Any, copies: dict[str, torch.Tensor]) -> dict[str, bool]:
+    if not copies or not hasattr(model, "state_dict"):
+        return {}
+    state = model.state_dict()
+    out: dict[str, bool] = {}
+    for name, copy in copies.items():
+        live = state.get(name)
+        if live is not None and live.device == copy.device:
+            out[name] = same_bytes(live, copy)
+    return out
 
 
 def apply_edit(

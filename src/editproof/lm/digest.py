@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -143,29 +144,49 @@ def weight_digest(model: Any, names: list[str] | None = None) -> WeightDigest:
     """
     state = model.state_dict()
     keys = sorted(state) if names is None else sorted(names)
+    lines, n_bytes = _lines({name: state[name] for name in keys})
+    return WeightDigest(
+        sha256=digest_from_lines(lines), tensors=lines, n_tensors=len(keys), n_bytes=n_bytes
+    )
+
+
+def tensor_lines(named: Mapping[str, Any]) -> dict[str, str]:
+    """``"dtype [shape] sha256"`` per name: the per-tensor lines of :func:`weight_digest`,
+    for tensors that need not sit in a model (an edit's backup copies)."""
+    return _lines(named)[0]
+
+
+def _lines(named: Mapping[str, Any]) -> tuple[dict[str, str], int]:
+    """Per-name lines and the bytes of distinct storage (tensors sharing storage, shape and
+    dtype are hashed and counted once), hashed on :func:`hash_threads` threads."""
     unique: dict[tuple[int, tuple[int, ...], str], Any] = {}
     key_of: dict[str, tuple[int, tuple[int, ...], str]] = {}
-    for name in keys:
-        t = state[name]
+    for name, t in named.items():
         k = (t.data_ptr(), tuple(t.shape), str(t.dtype))
         key_of[name] = k
         unique.setdefault(k, t)
-    workers = hash_threads()
     ready = _ready_events(unique.values())
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=hash_threads()) as pool:
         hashed = dict(
             zip(unique, pool.map(lambda t: tensor_sha256(t, ready), unique.values()), strict=True)
         )
     lines: dict[str, str] = {}
-    for name in keys:
-        t = state[name]
+    for name, t in named.items():
         dtype = str(t.dtype).removeprefix("torch.")
         lines[name] = f"{dtype} {list(t.shape)} {hashed[key_of[name]]}"
-    # Bytes of distinct storage: tied tensors count once.
     n_bytes = sum(t.numel() * t.element_size() for t in unique.values())
-    return WeightDigest(
-        sha256=digest_from_lines(lines), tensors=lines, n_tensors=len(keys), n_bytes=n_bytes
-    )
+    return lines, n_bytes
+
+
+def same_bytes(a: Any, b: Any) -> bool:
+    """Whether two tensors hold the same raw bytes (dtype and shape included), compared on
+    their device. Unlike ``torch.equal`` this treats NaN as equal to the same NaN and
+    -0.0 as different from +0.0: it is a byte comparison, as a sha256 would be."""
+    import torch
+
+    if a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape) or a.device != b.device:
+        return False
+    return bool(torch.equal(_raw_bytes(a), _raw_bytes(b)))
 
 
 def digest_from_lines(lines: dict[str, str]) -> str:
