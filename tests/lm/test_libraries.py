@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import transformers.utils as tu
 import transformers.utils.import_utils as iu
 
+from editproof.lm import libraries
 from editproof.lm.libraries import UNUSED_CHECKS, import_model_libraries, unused_packages_hidden
 
 
@@ -74,3 +76,50 @@ def test_fresh_process_loads_a_model_without_scipy(import_all: str, hidden: bool
 def test_import_times_keys_name_the_wait_only_when_there_was_one() -> None:
     t = import_model_libraries(device="cpu")  # already imported here: near zero
     assert "cuda_start_wait" not in t.timing_keys()
+
+
+def _warmed(monkeypatch: pytest.MonkeyPatch, device: str, *, gpus: int) -> list[int]:
+    """The devices ``_start_cuda(device)`` warms with ``gpus`` GPUs visible (none: no CUDA)."""
+    calls: list[int] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(libraries, "_warm_cuda", calls.append)
+    done: dict[str, float] = {}
+    libraries._start_cuda(device, done)
+    assert done["seconds"] >= 0
+    return calls
+
+
+def test_cuda_start_is_a_no_op_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _warmed(monkeypatch, "auto", gpus=0) == []
+    assert _warmed(monkeypatch, "cuda:0", gpus=0) == []
+
+
+def test_cuda_start_warms_the_first_device_the_model_goes_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _warmed(monkeypatch, "auto", gpus=2) == [0]
+    assert _warmed(monkeypatch, "cuda", gpus=2) == [0]
+    assert _warmed(monkeypatch, "cuda:1", gpus=2) == [1]
+    assert _warmed(monkeypatch, "cuda:2", gpus=2) == []  # not there: the load says so
+
+
+def test_cuda_start_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA that claims to be there and then fails (here: a CPU-only torch told it has a
+    GPU) is left for the load to report; the timing is still written."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    if not torch.backends.cuda.is_built():
+        with pytest.raises(Exception):  # noqa: B017 - whatever a broken CUDA raises
+            libraries._warm_cuda(0)
+    done: dict[str, float] = {}
+    libraries._start_cuda("cuda:0", done)
+    assert done["seconds"] >= 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_start_warms_cublas_and_attention_on_a_gpu() -> None:
+    libraries._warm_cuda(0)  # raises if a step does not run on this GPU
+    done: dict[str, float] = {}
+    libraries._start_cuda("cuda:0", done)
+    assert torch.cuda.is_initialized() and done["seconds"] > 0

@@ -8,8 +8,14 @@ its two availability checks answer False; they are put back right after. The mod
 read the checks during that import keep their answer (assisted generation with a ROC curve
 and DETR-style losses are unavailable in an editproof process; nothing else changes).
 
-On a CUDA machine the driver and the first device's context start on a thread beside the
-transformers import, so that second of start-up overlaps it instead of following it.
+torch.distributed is not hidden the same way: transformers (5.17 and 5.24, the versions
+checked) imports ``torch._dynamo`` while its model classes import, and that imports SymPy
+and ``torch.distributed.tensor`` itself, so telling transformers that torch.distributed is
+absent would patch a dependency for the whole process and save nothing (decision 29).
+
+On a CUDA machine the driver, the first device's context, cuBLAS and the attention kernel
+start on a thread beside the transformers import, so that start-up overlaps it instead of
+following it or landing in the first timed forward.
 """
 
 from __future__ import annotations
@@ -77,18 +83,35 @@ def unused_packages_hidden() -> Iterator[list[str]]:
 
 
 def _start_cuda(device: str, done: dict[str, float]) -> None:
+    """Start CUDA for the first device the model goes to and warm what its first forward
+    runs: the driver and the device's context, cuBLAS / cuBLASLt (a small bf16 matrix
+    product) and the causal attention kernel (a small ``scaled_dot_product_attention`` at
+    the usual head size of 128). On a CUDA machine this runs on a thread beside the
+    transformers import; without CUDA it does nothing. Never raises: a broken CUDA setup is
+    left for the load to report in its own words. ``done["seconds"]`` is how long it took."""
     t0 = time.perf_counter()
     try:
         import torch
 
         if torch.cuda.is_available():
-            # Driver, runtime and the context of the device the model goes to first.
             index = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
             if index < torch.cuda.device_count():
-                torch.empty(1, device=f"cuda:{index}")
+                _warm_cuda(index)
     except Exception:  # the load reports a broken CUDA setup in its own words
         pass
     done["seconds"] = time.perf_counter() - t0
+
+
+def _warm_cuda(index: int) -> None:
+    import torch
+
+    device = torch.device("cuda", index)
+    # The dtype a model loads in on a GPU unless --dtype says otherwise (loading.resolve_dtype).
+    a = torch.ones(64, 64, device=device, dtype=torch.bfloat16)
+    torch.matmul(a, a)
+    q = torch.ones(1, 4, 16, 128, device=device, dtype=torch.bfloat16)
+    torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+    torch.cuda.synchronize(device)
 
 
 def import_model_libraries(*, device: str = "auto") -> ImportTimes:
