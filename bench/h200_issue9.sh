@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md ("GPU speed"), in one device call on one H200:
-#   bash bench/h200_issue9.sh [evaluate|throughput|guards|suite|edits ...]  (default: all)
+#   bash bench/h200_issue9.sh [evaluate|throughput|guards|suite|edits|peer64|peer200|ray ...]
+#   (default: the first five; peer* need the invarlock wheel, ray needs Ray, on the path)
 # Writes every figure under $OUT (or /tmp/ep-out): evaluate timings + /usr/bin/time output,
 # eval_throughput, guards per scenario and the subset suite on the Mistral-7B shape.
 set -u
@@ -36,6 +37,16 @@ for part in $parts; do
       python3 bench/guards.py --model "$CFG" --windows 200 --seq-len 512 \
         --batch-size "${GUARDS_BATCH:-8}" \
         --json "$OUT/guards200.json" | grep -v '^{"bench"' | tee "$OUT/guards200.txt" ;;
+    peer64|peer200)
+      # InvarLock's evaluate and ours on one saved model file and the same tokens.
+      python3 bench/peer_invarlock.py --model mistral-7b --windows "${part#peer}" \
+        --workdir "$W/peer" | tee "$OUT/$part.txt" ;;
+    ray)
+      # The same suite through the local executor and through Ray actors on this host.
+      RAY_AUTH_MODE=disabled python3 bench/suite.py --model mistral-7b --executor local,ray \
+        --workdir "$W/raysuite" --json "$OUT/ray.json" -- --scenario-ids \
+        quant_4bit_clean,prune_50pct_stress,nan_injection,ve_mlp_scale_skew \
+        --calibration-runs 2 | tee "$OUT/ray.txt" ;;
     suite)
       (cd bench && python3 suite_gpus.py --models mistral-7b --random --only one \
         --workdir "$W/suite" --json "$OUT/suite.json") | tee "$OUT/suite.txt" ;;
