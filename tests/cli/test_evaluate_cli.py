@@ -422,6 +422,10 @@ def test_every_second_of_evaluate_is_named(
                 "measure_subject", "guards_subject", "edit_apply", "restore_verify", "write"):  # fmt: skip
         assert key in keys, key
     assert "total" not in keys and "digest_baseline" in t["overlapped"]
+    # The digest thread's work (the edit's backups too) is beside the keys, never among them.
+    assert {"digest_subject", "digest_backups"} <= set(t["overlapped"])
+    assert not {"digest_baseline", "digest_subject", "digest_backups"} & set(keys)
+    assert min(keys.values()) >= 0
     assert abs(sum(keys.values()) + t["unattributed"] - t["total"]) < 1e-3
     assert 0 <= t["unattributed"] < 0.05 * t["total"]
     assert abs(keys["evaluation_other"]) < 0.05 * t["total"]
