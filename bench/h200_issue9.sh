@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md ("GPU speed"), in one device call on one H200:
-#   bash bench/h200_issue9.sh [evaluate|throughput|guards|suite|edits|peer64|peer200|ray ...]
+#   bash bench/h200_issue9.sh [evaluate|throughput|guards|suite|edits|digest|peer64|peer200|ray ...]
 #   (default: the first five; peer* need the invarlock wheel, ray needs Ray, on the path)
 # Writes every figure under $OUT (or /tmp/ep-out): evaluate timings + /usr/bin/time output,
 # eval_throughput, guards per scenario and the subset suite on the Mistral-7B shape.
@@ -37,6 +37,9 @@ for part in $parts; do
       python3 bench/guards.py --model "$CFG" --windows 200 --seq-len 512 \
         --batch-size "${GUARDS_BATCH:-8}" \
         --json "$OUT/guards200.json" | grep -v '^{"bench"' | tee "$OUT/guards200.txt" ;;
+    digest)
+      python3 bench/digest_overlap.py --model mistral-7b --windows 128 --seq-len 512 \
+        --batch-size 32 --repeats 2 | tee "$OUT/digest.txt" ;;
     peer64|peer200)
       # InvarLock's evaluate and ours on one saved model file and the same tokens.
       python3 bench/peer_invarlock.py --model mistral-7b --windows "${part#peer}" \
