@@ -120,6 +120,7 @@ def test_hooks_are_removed_when_a_tap_raises() -> None:
         branches=good.branches[:1],
         on_output=boom,
         finish=lambda: Signature(guard="bad", contract={}),
+        started=0.0,
     )
     with pytest.raises(RuntimeError, match="tap failed"):
         run_taps(model, ctx, [good, bad])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from editproof.guards._branches import Branch, TensorHook, hooked, run_windows
@@ -27,8 +27,9 @@ from editproof.guards.base import MeasureContext, Signature
 class ActivationTap:
     """One guard's share of an activation pass.
 
-    ``finish`` is called once, after the pass, and returns the guard's signature;
-    ``prepared`` is the seconds the guard spent building the tap (added to its share).
+    ``finish`` is called once, after the pass, and returns the guard's signature.
+    ``started`` is when the guard began building the tap: the seconds until the tap was
+    made (``prepared``) are added to its share.
     """
 
     guard: str
@@ -36,7 +37,17 @@ class ActivationTap:
     branches: Sequence[Branch]
     on_output: TensorHook
     finish: Callable[[], Signature]
-    prepared: float = 0.0
+    started: float
+    made: float = field(default_factory=time.perf_counter)
+
+    @property
+    def prepared(self) -> float:
+        return self.made - self.started
+
+
+def measured(model: Any, ctx: MeasureContext, got: ActivationTap | Signature) -> Signature:
+    """A guard's signature measured on its own: a tap gets a pass of its own, now."""
+    return got if isinstance(got, Signature) else run_taps(model, ctx, [got])[0]
 
 
 def run_taps(model: Any, ctx: MeasureContext, taps: Sequence[ActivationTap]) -> list[Signature]:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from editproof.guards._activations import ActivationTap, run_taps
+from editproof.guards._activations import ActivationTap, measured
 from editproof.guards._branches import (
     Branch,
     embedding_branch,
@@ -141,8 +141,7 @@ class RmtGuard:
     def measure(
         self, model: Any, ctx: MeasureContext, policy: RmtPolicy | Mapping[str, Any]
     ) -> Signature:
-        tap = self.tap(model, ctx, policy)
-        return tap if isinstance(tap, Signature) else run_taps(model, ctx, [tap])[0]
+        return measured(model, ctx, self.tap(model, ctx, policy))
 
     def tap(
         self, model: Any, ctx: MeasureContext, policy: RmtPolicy | Mapping[str, Any]
@@ -176,14 +175,7 @@ class RmtGuard:
         def finish() -> Signature:
             return _signature(ctx, contract, branches, sums, weights, features, sample)
 
-        return ActivationTap(
-            guard=self.name,
-            indices=tuple(indices),
-            branches=branches,
-            on_output=on_output,
-            finish=finish,
-            prepared=time.perf_counter() - started,
-        )
+        return ActivationTap(self.name, tuple(indices), branches, on_output, finish, started)
 
     def compare(
         self, baseline: Signature, subject: Signature, policy: RmtPolicy | Mapping[str, Any]

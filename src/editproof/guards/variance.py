@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from editproof.errors import EditproofError
-from editproof.guards._activations import ActivationTap, run_taps
+from editproof.guards._activations import ActivationTap, measured
 from editproof.guards._branches import (
     Branch,
     pick_evenly,
@@ -98,8 +98,7 @@ class VarianceGuard:
     def measure(
         self, model: Any, ctx: MeasureContext, policy: VariancePolicy | Mapping[str, Any]
     ) -> Signature:
-        tap = self.tap(model, ctx, policy)
-        return tap if isinstance(tap, Signature) else run_taps(model, ctx, [tap])[0]
+        return measured(model, ctx, self.tap(model, ctx, policy))
 
     def tap(
         self, model: Any, ctx: MeasureContext, policy: VariancePolicy | Mapping[str, Any]
@@ -137,14 +136,7 @@ class VarianceGuard:
         def finish() -> Signature:
             return _signature(ctx, contract, branches, per_token)
 
-        return ActivationTap(
-            guard=self.name,
-            indices=tuple(indices),
-            branches=branches,
-            on_output=on_output,
-            finish=finish,
-            prepared=time.perf_counter() - started,
-        )
+        return ActivationTap(self.name, tuple(indices), branches, on_output, finish, started)
 
     def compare(
         self,
