@@ -149,6 +149,36 @@ def test_restore_after_exception_in_context() -> None:
     assert active_edit(model) is None
 
 
+def test_restore_records_which_backups_the_live_tensors_match() -> None:
+    model = tiny_model("llama")
+    edit = apply_edit(model, "quant_rtn:2:8:attn")
+    names = set(edit.backups())
+    assert names and names <= set(model.state_dict())
+    edit.restore()
+    assert set(edit.restored) == names and all(edit.restored.values())
+    assert edit.backups() == {}  # the journal lets its copies go
+
+
+def test_a_failing_comparison_never_breaks_the_restore(monkeypatch: pytest.MonkeyPatch) -> None:
+    import editproof.edits.apply as apply_module
+
+    def broken(*_: object) -> bool:
+        raise RuntimeError("device error")
+
+    monkeypatch.setattr(apply_module, "same_bytes", broken)
+    model = tiny_model("llama")
+    before = _state(model)
+    with (
+        pytest.raises(ValueError, match="the measurement's own"),
+        applied(model, "quant_rtn:2:8:all"),
+    ):
+        raise ValueError("the measurement's own error")
+    assert _state(model) == before and active_edit(model) is None
+    edit = apply_edit(model, "quant_rtn:2:8:ffn")
+    edit.restore()
+    assert edit.restored == {} and _state(model) == before
+
+
 def test_second_apply_is_refused_until_restore() -> None:
     model = tiny_model("llama")
     first = apply_edit(model, "magnitude_prune:0.5:ffn")

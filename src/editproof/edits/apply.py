@@ -108,15 +108,20 @@ class AppliedEdit:
 
         Afterwards :attr:`restored` holds, per backed-up name, whether the model's live
         tensor of that name now has the backup's bytes (compared on its device); names whose
-        live tensor sits elsewhere, or is gone, are left out."""
+        live tensor sits elsewhere, or is gone, are left out. A comparison that fails (a
+        device error) leaves it empty instead of raising: it is evidence only, and the
+        restore check rehashes whatever it does not settle."""
         if not self._active:
             return
         copies = self.backups()
         self._journal.rollback()
-        self.restored = _compare_live(self.model, copies)
         self._active = False
         if _ACTIVE.get(self.model) is self:
             del _ACTIVE[self.model]
+        try:
+            self.restored = _compare_live(self.model, copies)
+        except Exception:  # never mask the error a restore may be running under
+            self.restored = {}
 
     def __enter__(self) -> EditRecord:
         return self.record
