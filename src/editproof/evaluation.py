@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
 
 from editproof import facts as _facts
 from editproof.data import make_windows, tokenize_corpus
@@ -66,8 +65,13 @@ from editproof.lm import (
     weight_digest,
 )
 from editproof.lm.anatomy import max_positions
-from editproof.lm.digest import aliases, fingerprints, tensor_lines
-from editproof.lm.integrity import RestoreEvidence, edited_digest, verify_restore
+from editproof.lm.digest import aliases, fingerprints
+from editproof.lm.integrity import (
+    RestoreEvidence,
+    backup_lines,
+    edited_digest,
+    verify_restore,
+)
 from editproof.lm.save import read_edit_metadata
 from editproof.measure import WindowNLL, measure_nll
 from editproof.policy import TierPolicy
@@ -362,22 +366,18 @@ class Evaluator:
             )
             # So do the backups' (the bytes the restore writes back): with them the restore
             # check compares on the device instead of rehashing on the critical path.
-            backups_job = None if layout else pool.submit(_timed_lines, handle.backups())
+            backups_job = None if layout else pool.submit(backup_lines, handle.backups())
             nll = self._measure(loaded, "subject")
             timings["measure_subject"] = nll.telemetry.seconds
             # Weight edits and tensor-level faults leave every other tensor bit-identical;
             # guards may reuse the baseline's numbers for those. Layout changes may not.
-            touched = (
-                None
-                if spec.type in _STRUCTURAL
-                else frozenset(aliases(loaded.model, record.tensors))
-            )
+            touched = None if layout else frozenset(aliases(loaded.model, record.tensors))
             guards = self._judge_guards(loaded, spec.type, timings, touched, nll=nll)
             t0 = time.perf_counter()
             digest, timings["digest_subject"] = digest_job.result()
-            backup_lines: dict[str, str] | None = None
+            hashed: dict[str, str] | None = None
             if backups_job is not None:
-                backup_lines, timings["digest_backups"] = backups_job.result()
+                hashed, timings["digest_backups"] = backups_job.result()
             timings["digest_subject_wait"] = time.perf_counter() - t0
             info = _facts.model_info(
                 loaded,
@@ -387,9 +387,7 @@ class Evaluator:
                 load_seconds=0.0,
             )
         t0 = time.perf_counter()
-        evidence = (
-            RestoreEvidence(backup_lines, handle.restored) if backup_lines is not None else None
-        )
+        evidence = RestoreEvidence(hashed, handle.restored) if hashed is not None else None
         verify_restore(
             loaded.model, self.base_digest, self.base_fingerprints, record.tensors, evidence
         )
@@ -538,11 +536,6 @@ class Evaluator:
         return report.model_copy(
             update={"provenance": provenance.model_copy(update={"timings": timings})}
         )
-
-
-def _timed_lines(named: dict[str, Any]) -> tuple[dict[str, str], float]:
-    t0 = time.perf_counter()
-    return tensor_lines(named), time.perf_counter() - t0
 
 
 def _check_positions(loaded: LoadedModel, seq_len: int) -> None:

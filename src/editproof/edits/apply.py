@@ -136,7 +136,7 @@ class AppliedEdit:
 
 
 def _compare_live(model: Any, copies: dict[str, torch.Tensor]) -> dict[str, bool]:
-    if not copies or not hasattr(model, "state_dict"):
+    if not copies:
         return {}
     state = model.state_dict()
     out: dict[str, bool] = {}

@@ -165,10 +165,10 @@ def tensor_lines(named: Mapping[str, Any]) -> dict[str, str]:
 def _lines(named: Mapping[str, Any]) -> tuple[dict[str, str], int]:
     """Per-name lines and the bytes of distinct storage (tensors sharing storage, shape and
     dtype are hashed and counted once), hashed on :func:`hash_threads` threads."""
-    unique: dict[tuple[int, tuple[int, ...], str], Any] = {}
-    key_of: dict[str, tuple[int, tuple[int, ...], str]] = {}
+    unique: dict[StorageKey, Any] = {}
+    key_of: dict[str, StorageKey] = {}
     for name, t in named.items():
-        k = (t.data_ptr(), tuple(t.shape), str(t.dtype))
+        k = storage_key(t)
         key_of[name] = k
         unique.setdefault(k, t)
     ready = _ready_events(unique.values())
@@ -182,6 +182,14 @@ def _lines(named: Mapping[str, Any]) -> tuple[dict[str, str], int]:
         lines[name] = f"{dtype} {list(t.shape)} {hashed[key_of[name]]}"
     n_bytes = sum(t.numel() * t.element_size() for t in unique.values())
     return lines, n_bytes
+
+
+StorageKey = tuple[int, tuple[int, ...], str]
+
+
+def storage_key(t: Any) -> StorageKey:
+    """(pointer, shape, dtype): equal for tensors that are the same bytes (tied names)."""
+    return (t.data_ptr(), tuple(t.shape), str(t.dtype))
 
 
 def same_bytes(a: Any, b: Any) -> bool:

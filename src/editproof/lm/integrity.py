@@ -9,10 +9,13 @@ from typing import Any
 
 from editproof.errors import RestoreError
 from editproof.lm.digest import (
+    StorageKey,
     WeightDigest,
     aliases,
     digest_from_lines,
     fingerprints,
+    storage_key,
+    tensor_lines,
     weight_digest,
 )
 
@@ -32,6 +35,13 @@ def edited_digest(
         sha256=digest_from_lines(lines), tensors=lines, n_tensors=len(lines), n_bytes=base.n_bytes
     )
     return digest, time.perf_counter() - t0
+
+
+def backup_lines(backups: dict[str, Any]) -> tuple[dict[str, str], float]:
+    """sha256 lines of an edit's backup copies (:func:`tensor_lines`) and the seconds it
+    took: the first half of :class:`RestoreEvidence`, hashed while the edit is live."""
+    t0 = time.perf_counter()
+    return tensor_lines(backups), time.perf_counter() - t0
 
 
 @dataclass(frozen=True)
@@ -83,20 +93,20 @@ def _proven(
     """Per touched name the evidence settles: True when it shows the baseline's bytes."""
     state = model.state_dict()
     # Storage (pointer, shape, dtype) of every name the evidence covers -> (ok, its line).
-    storage: dict[tuple[int, tuple[int, ...], str], tuple[bool, str]] = {}
+    storage: dict[StorageKey, tuple[bool, str]] = {}
     for name, same in evidence.restored.items():
         line = evidence.backup_lines.get(name)
         if line is None or name not in base.tensors or name not in state:
             continue
         t = state[name]
         ok = same and line == base.tensors[name]
-        storage[(t.data_ptr(), tuple(t.shape), str(t.dtype))] = (ok, line)
+        storage[storage_key(t)] = (ok, line)
     settled: dict[str, bool] = {}
     for name in names:
         t = state.get(name)
         if t is None:
             continue
-        found = storage.get((t.data_ptr(), tuple(t.shape), str(t.dtype)))
+        found = storage.get(storage_key(t))
         if found is not None:
             # This name's live bytes are the covered tensor's; its baseline line must be
             # that tensor's too (a tie the baseline did not have is a difference).
