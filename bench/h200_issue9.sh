@@ -17,16 +17,21 @@ for part in $parts; do
   start=$(date +%s.%N)
   case $part in
     evaluate)
-      # 64+64 twice (the second finds the token cache), then 200+200.
-      for run in 64-a 64-b 200-a; do
+      # 64+64 twice (the second finds the token cache and the tokenizer's facts), then
+      # 200+200; then 64+64 through transformers' forward, for its cost and its numbers.
+      rm -rf "$W"/ev*
+      for run in 64-a 64-b 200-a 64-t; do
         n=${run%-*}
-        /usr/bin/time -v python3 -m editproof evaluate --baseline "$CFG" \
+        forward=auto; [ "$run" = 64-t ] && forward=transformers
+        /usr/bin/time -v python3 -m editproof evaluate --baseline "$CFG" --forward $forward \
           --edit quant_rtn:8:32:attn --windows "$n" --seq-len 512 --out "$W/ev$run" --quiet \
           > "$OUT/ev$run.stdout" 2> "$OUT/ev$run.time"
         cp "$W/ev$run/timings.json" "$OUT/ev$run.timings.json"
         grep -E "Elapsed|Maximum resident" "$OUT/ev$run.time"
         python3 -c "import json,sys; t=json.load(open('$OUT/ev$run.timings.json')); print('$run', t['total'], sorted(t['keys'].items(), key=lambda kv: -kv[1])[:8], 'unattributed', t['unattributed'], 'overlapped', t['overlapped'])"
-      done ;;
+      done
+      python3 bench/forward_compare.py "$W/ev64-b/evaluation.report.json" \
+        "$W/ev64-t/evaluation.report.json" | tee "$OUT/forward_compare.txt" ;;
     throughput)
       python3 bench/eval_throughput.py --model mistral-7b --windows 128 --seq-len 512 \
         --batch-size 8,16,32 --repeats 2 | tee "$OUT/throughput.txt" ;;

@@ -189,6 +189,14 @@ def prepare(args: argparse.Namespace, device: str, dtype: Any, work: Path) -> tu
     tok = train_tokenizer(tok_vocab)
     model.save_pretrained(str(model_dir), safe_serialization=True)
     tok.save_pretrained(str(model_dir))
+    # What editproof reads of a tokenizer it has loaded once (its facts cache): as on any
+    # second run of this model. A first run also loads the tokenizer itself, and so imports
+    # transformers; the `evaluate` part of h200_issue9.sh measures that run.
+    from transformers import AutoTokenizer
+
+    from editproof.data.tokenizer_facts import facts_of, store_facts
+
+    store_facts(model_dir, facts_of(AutoTokenizer.from_pretrained(str(model_dir))))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     save_s = time.perf_counter() - t0

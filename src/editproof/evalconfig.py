@@ -16,6 +16,7 @@ from editproof.edits import parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, load_tuned, shipped_tuned
 from editproof.errors import NotFoundError, UsageError
 from editproof.lm import parse_source, preflight_source
+from editproof.lm.forward import check_forward_name
 from editproof.lm.sources import ModelSource
 from editproof.policy import TierPolicy, load_tier
 
@@ -55,6 +56,8 @@ class EvaluationConfig:
     relax_token_floor: bool | None = None  # None: relax only for the embedded demo model
     edit_label: str | None = None
     guards: bool = True
+    # Which forward runs the models: auto, native or transformers (lm/forward.py).
+    forward: str = "auto"
     # A resolved policy (e.g. a tier with a calibrated preset merged, see editproof.calibration)
     # replaces the packaged ``tier``; ``policy_source`` says where it came from.
     policy: TierPolicy | None = None
@@ -110,6 +113,7 @@ def check_config(config: EvaluationConfig) -> None:
 def check_baseline_side(config: EvaluationConfig) -> None:
     """What an :class:`Evaluator` needs before loading anything (it judges subjects later)."""
     parse_source(config.baseline)
+    check_forward_name(config.forward)
     resolve_tier(config)
     if config.seq_len is not None and config.seq_len < 2:
         raise UsageError(

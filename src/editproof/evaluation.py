@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any
 
 from editproof import facts as _facts
 from editproof.data import make_windows, tokenize_corpus
-from editproof.data.token_cache import cached_tokens, tokenizer_identity
+from editproof.data.token_cache import cached_tokens
 from editproof.edits import EditSpec, applied, check_edit, parse_spec, resolve_clean
 from editproof.edits.tuned import TunedParams, resolve_probe
 from editproof.errors import EvaluationError, InvalidInputError, UsageError
@@ -62,10 +63,12 @@ from editproof.lm import (
     load_model,
     parse_source,
     preflight_source,
+    resolve_device,
     weight_digest,
 )
 from editproof.lm.anatomy import max_positions
 from editproof.lm.digest import aliases, fingerprints
+from editproof.lm.forward import choose_forward
 from editproof.lm.integrity import (
     RestoreEvidence,
     backup_lines,
@@ -140,9 +143,20 @@ class Evaluator:
         corpus = load_text(config)
         self.timings: dict[str, float] = {}
 
-        self._say(f"loading baseline {self.base_src.label}")
+        sources = [self.base_src]
+        if config.subject is not None:
+            sources.append(parse_source(config.subject))
+        # Both arms run one forward: native when every model can take it (lm/forward.py).
+        self.forward, self._native = choose_forward(
+            config.forward, sources, config.device, resolve_device(config.device)
+        )
+        self._say(f"loading baseline {self.base_src.label} ({self.forward} forward)")
         self._model: LoadedModel | None = load_model(
-            self.base_src, device=config.device, dtype=config.dtype, net=config.net
+            self.base_src,
+            device=config.device,
+            dtype=config.dtype,
+            net=config.net,
+            native=self._native.get(repr(self.base_src.identity)),
         )
         self.timings["load_baseline"] = self._model.load_seconds
         _check_positions(self._model, seq_len)
@@ -153,26 +167,25 @@ class Evaluator:
         # Every edit asked for is resolved against the loaded model before the baseline is
         # measured, so a scope that matches nothing fails in seconds, not minutes.
         self.edits: list[EditSpec] = self.check_edits(edits) if edits is not None else []
-        tok = self._model.tokenizer
-        if tok is None:
+        loaded = self._model
+        tok_facts = loaded.tokenizer_facts
+        if tok_facts is None:
             raise InvalidInputError(f"baseline '{self.base_src.spec}' has no tokenizer")
         t0 = time.perf_counter()
+
+        def tokenize() -> Any:
+            # The loaded tokenizer, or its verified bare backend (lm/loading.py).
+            return tokenize_corpus(corpus, loaded.encoder(), separator_id=tok_facts.eos_token_id)
+
         self.stream, cached = cached_tokens(
-            corpus.sha256,
-            tokenizer_identity(tok),
-            tok.eos_token_id,
-            lambda: tokenize_corpus(
-                corpus,
-                lambda s: list(tok.encode(s, add_special_tokens=False)),
-                separator_id=tok.eos_token_id,
-            ),
+            corpus.sha256, tok_facts.identity, tok_facts.eos_token_id, tokenize
         )
         self._say(f"tokens: {len(self.stream):,} ({'cached' if cached else 'tokenized'})")
         self._check_vocab(self._model, "baseline")
         self._plan_windows(seq_len, config.seed)
         self.timings["windows"] = time.perf_counter() - t0
         self.dataset = _facts.dataset_info(
-            corpus, self.plan, _facts.tokenizer_digest(tok), tok.eos_token_id
+            corpus, self.plan, tok_facts.digest, tok_facts.eos_token_id
         )
 
         # The sha256 pass (CPU and copy engine) overlaps the baseline measurement (GPU).
@@ -312,6 +325,7 @@ class Evaluator:
                 dtype=self.config.dtype,
                 net=self.config.net,
                 tokenizer=False,
+                native=self._native.get(repr(src.identity)),
             )
             timings["load_subject"] = loaded.load_seconds
             _check_positions(loaded, self.plan.seq_len)

@@ -6,8 +6,6 @@ is a small pure-ish helper over a loaded model, a window plan or the running pro
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import sys
 import time
@@ -17,19 +15,12 @@ from pydantic import ValidationError
 
 from editproof import __version__
 from editproof.data import WindowPlan
+from editproof.data.tokenizer_facts import tokenizer_digest as tokenizer_digest
 from editproof.edits import EditRecord
 from editproof.lm import LoadedModel, describe, weight_digest
 from editproof.lm.digest import WeightDigest
 from editproof.measure import WindowNLL
 from editproof.report.model import DatasetInfo, ModelInfo, WindowSet
-
-
-def tokenizer_digest(tok: Any) -> str:
-    """sha256 (16 hex) of the tokenizer's vocabulary and special tokens."""
-    vocab = sorted(tok.get_vocab().items())
-    special = sorted((str(k), str(v)) for k, v in tok.special_tokens_map.items())
-    blob = json.dumps({"vocab": vocab, "special": special}, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def dataset_info(corpus: Any, plan: WindowPlan, tok_sha: str, sep: int | None) -> DatasetInfo:
@@ -91,6 +82,7 @@ def model_info(
         dtype=loaded.dtype,
         device=loaded.device,
         load_seconds=loaded.load_seconds if load_seconds is None else load_seconds,
+        forward=loaded.forward,
     )
 
 
@@ -134,16 +126,21 @@ def empty_cache() -> None:
 
 
 def versions() -> dict[str, str]:
+    from importlib import metadata
+
     import numpy
     import torch
-    import transformers
 
+    try:  # from the installed metadata: importing transformers costs seconds
+        transformers = metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        transformers = "absent"
     return {
         "editproof": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": transformers,
         "numpy": numpy.__version__,
         "cuda": str(torch.version.cuda),
     }

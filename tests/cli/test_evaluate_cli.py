@@ -432,3 +432,28 @@ def test_every_second_of_evaluate_is_named(
     assert "time: " in r.out and "unattributed" in r.out
     memory = t["host_memory"]  # Linux: peak, private and file-mapped resident bytes
     assert memory["peak_rss"] >= memory["rss_anon"] > 0 and memory["rss_file"] >= 0
+
+
+def test_unknown_forward_is_a_usage_error(
+    cli: Callable[..., Result], tiny_dir: Path, tmp_path: Path, no_measuring: None
+) -> None:
+    r = _run(cli, tiny_dir, tmp_path / "o", "--edit", "noop", "--forward", "fast")
+    _only_error(r, 2, "unknown --forward 'fast'", "auto, native, transformers")
+    assert not (tmp_path / "o").exists()
+
+
+def test_native_forward_refused_before_measuring(
+    cli: Callable[..., Result],
+    tmp_path: Path,
+    no_measuring: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--forward native with a model it cannot run: one line naming model and reason, exit 2,
+    nothing measured; the directory made for the run is removed again."""
+    from tests.models import save_tiny
+
+    gpt2 = save_tiny(tmp_path / "gpt2", "gpt2")
+    capsys.readouterr()  # the save's progress bar
+    r = _run(cli, gpt2, tmp_path / "o", "--edit", "noop", "--forward", "native")
+    _only_error(r, 2, "--forward native cannot run", "model_type 'gpt2'")
+    assert not (tmp_path / "o").exists()

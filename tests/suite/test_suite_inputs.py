@@ -125,6 +125,7 @@ def test_values_out_of_range(cli: Cli, tmp_path: Path) -> None:
     _one_line(cli("suite", "--windows", "0", "--out", out), 2, "--windows")
     _one_line(cli("suite", "--repeats", "-1", "--out", out), 2, "--repeats")
     _one_line(cli("suite", "--determinism", "fast", "--out", out), 2, "--determinism")
+    _one_line(cli("suite", "--forward", "fast", "--out", out), 2, "unknown --forward 'fast'")
     _one_line(cli("suite", "--tier", "lenient", "--out", out), 2, "lenient")
     _one_line(cli("suite", "--calibrate-only", "--errors-only", "--out", out), 2, "at most one")
     _one_line(cli("suite", "--devices", "a,b", "--device", "cuda", "--out", out), 2, "--devices")

@@ -60,6 +60,23 @@ def test_fingerprint_differences_name_the_field() -> None:
     assert differences(a, b) == ["tier: 'balanced' -> 'conservative'"]  # repeats not pinned
 
 
+def test_forward_reaches_every_evaluation_and_a_resume_may_switch_it() -> None:
+    """Like the executor, the forward is not pinned: both give the same numbers."""
+    from pydantic import ValidationError
+
+    from editproof.suite.config import evaluation_config
+
+    a, b = _config(), _config(forward="transformers")
+    assert a.forward == "auto" and differences(a, b) == []
+    assert a.fingerprint() == b.fingerprint()
+    ev = evaluation_config(b, "org/a", tuned_params="t.json", device="cpu")
+    assert ev.forward == "transformers"
+    with pytest.raises(ValidationError):
+        _config(forward="fast")
+    old = {k: v for k, v in a.model_dump(mode="json").items() if k != "forward"}
+    assert SuiteConfig.model_validate(old).forward == "auto"  # a run dir from before
+
+
 def test_plan_default_runs_and_dependencies() -> None:
     cat = select(packaged_catalogue(), "subset")
     config = _config()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +47,12 @@ BATCH_SIZE = typer.Option(
     "as the device's memory allows.",
 )
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+FORWARD = typer.Option(
+    "auto",
+    "--forward",
+    help="auto (native on one GPU when every model can take it, else transformers), "
+    "native or transformers.",
+)
 DTYPE = typer.Option("auto", "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.")
 NET = typer.Option(0, "--net", min=0, max=1, help="1 allows downloads; 0 uses local caches only.")
 SEED = typer.Option(42, "--seed", help="Seed of the window split (the bootstrap uses seed+503).")
@@ -154,13 +159,9 @@ def parse_windows(text: str) -> tuple[int, int]:
 
 def quiet_libraries() -> None:
     """Silence library progress bars and advisories that would bury our one-line messages."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
+    from editproof.lm.libraries import quiet_transformers
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_transformers()
 
 
 def progress(quiet: bool) -> Callable[[str], None]:

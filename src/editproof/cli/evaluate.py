@@ -12,7 +12,7 @@ from editproof.cli import _options as _o
 from editproof.cli._progress import ProgressView
 from editproof.errors import EXIT_GATES_FAILED
 from editproof.fileio import atomic_write_text
-from editproof.lm.libraries import import_model_libraries
+from editproof.lm.libraries import forward_needs_transformers, import_model_libraries
 from editproof.report.explain import explain_lines
 from editproof.report.io import (
     HTML_NAME,
@@ -50,6 +50,7 @@ def evaluate(
     batch_size: str = _o.BATCH_SIZE,
     device: str = _o.DEVICE,
     dtype: str = _o.DTYPE,
+    forward: str = _o.FORWARD,
     out: Path | None = typer.Option(
         None, "--out", help="Output directory [editproof_runs/evaluate-<time>]."
     ),
@@ -95,6 +96,7 @@ def evaluate(
         batch_size=batch_size,
         device=device,
         dtype=dtype,
+        forward=forward,
         net=net,
         seed=seed,
         relax_token_floor=relax_token_floor,
@@ -109,7 +111,9 @@ def evaluate(
     try:
         prefetch_text(config)  # the text is read beside the imports
         # What loading needs is imported up front, so each library's seconds get a name.
-        imported = import_model_libraries(device=device)
+        imported = import_model_libraries(
+            device=device, with_transformers=lambda: forward_needs_transformers(config)
+        )
         _o.quiet_libraries()
         clock.replace_lap("imports", imported.timing_keys())
         with ProgressView(quiet=quiet) as view:  # stderr: bars on a terminal, else lines

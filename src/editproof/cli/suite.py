@@ -50,6 +50,7 @@ def suite(
         None, "--devices", help="GPU slots: 0,1 (one each) or 0+1,2+3 (groups) [all visible]."
     ),
     device: str = _o.DEVICE,
+    forward: str = _o.FORWARD,
     executor: str = typer.Option(
         "local",
         "--executor",
@@ -104,6 +105,7 @@ def suite_options(
     revisions: str | None,
     devices: str | None,
     device: str,
+    forward: str,
     executor: str,
     ray_address: str | None,
     provider: str,
@@ -150,6 +152,7 @@ def suite_options(
         split=split,
         devices=[d for d in devices.split(",") if d.strip()] if devices else None,
         device=device,
+        forward=forward,
         seq_len=seq_len,
         windows=windows,
         runs=runs,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -41,10 +41,13 @@ class ImportTimes:
     transformers: float = 0.0
     cuda_start: float = 0.0
     cuda_wait: float = 0.0
+    choose_forward: float = 0.0
 
     def timing_keys(self, prefix: str = "imports") -> dict[str, float]:
         """Critical-path keys for a timings file (the overlapped start is not among them)."""
         out = {f"{prefix}_torch": self.torch, f"{prefix}_transformers": self.transformers}
+        if self.choose_forward:
+            out["choose_forward"] = self.choose_forward
         if self.cuda_wait:
             out["cuda_start_wait"] = self.cuda_wait
         return out
@@ -114,10 +117,16 @@ def _warm_cuda(index: int) -> None:
     torch.cuda.synchronize(device)
 
 
-def import_model_libraries(*, device: str = "auto") -> ImportTimes:
+def import_model_libraries(
+    *, device: str = "auto", with_transformers: bool | Callable[[], bool] = True
+) -> ImportTimes:
     """Import torch and transformers' auto classes (a missing package is left for the load
     to report, with its install hint). Unless ``device`` is ``cpu``, CUDA starts on a thread
-    beside the transformers import when a GPU is visible (``cuda:N``: on that GPU)."""
+    beside the transformers import when a GPU is visible (``cuda:N``: on that GPU).
+
+    ``with_transformers`` False (or a callable, asked once torch is imported, that answers
+    False; its seconds are ``choose_forward``) leaves transformers out: a run on the native
+    forward never imports it unless a tokenizer has to be loaded."""
     times = ImportTimes()
     t0 = time.perf_counter()
     try:
@@ -130,19 +139,62 @@ def import_model_libraries(*, device: str = "auto") -> ImportTimes:
     if device != "cpu" and os.environ.get("CUDA_VISIBLE_DEVICES", None) != "":
         thread = threading.Thread(target=_start_cuda, args=(device, cuda), daemon=True)
         thread.start()
-    t0 = time.perf_counter()
-    try:
-        with unused_packages_hidden():
-            # Newer transformers import the model machinery lazily, on the first load:
-            # import it here too, while the checks are hidden, so the load pays nothing more.
-            import transformers.modeling_utils  # noqa: F401
-            from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
-    except ImportError:
-        pass
-    times.transformers = time.perf_counter() - t0
+    wanted = with_transformers
+    if callable(with_transformers):
+        t0 = time.perf_counter()
+        wanted = with_transformers()
+        times.choose_forward = time.perf_counter() - t0
+    if wanted:
+        t0 = time.perf_counter()
+        try:
+            with unused_packages_hidden():
+                # Newer transformers import the model machinery lazily, on the first load:
+                # import it here too, while the checks are hidden, so the load pays nothing.
+                import transformers.modeling_utils  # noqa: F401
+                from transformers import (  # noqa: F401
+                    AutoConfig,
+                    AutoModelForCausalLM,
+                    AutoTokenizer,
+                )
+        except ImportError:
+            pass
+        times.transformers = time.perf_counter() - t0
     if thread is not None:
         t0 = time.perf_counter()
         thread.join()
         times.cuda_wait = time.perf_counter() - t0
         times.cuda_start = cuda.get("seconds", 0.0)
     return times
+
+
+def quiet_transformers() -> None:
+    """transformers' progress bars and advisories off: through the environment, which a
+    later import reads, and through its logging when it is already imported."""
+    import sys
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "transformers" in sys.modules:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+
+
+def forward_needs_transformers(config: Any) -> bool:
+    """Whether an evaluation of ``config`` (an EvaluationConfig) runs transformers' forward;
+    True when that cannot be told yet (the Evaluator reports the reason itself)."""
+    from editproof.errors import EditproofError
+    from editproof.lm.forward import choose_forward
+    from editproof.lm.loading import resolve_device
+    from editproof.lm.sources import parse_source
+
+    try:
+        sources = [parse_source(config.baseline)]
+        if config.subject is not None:
+            sources.append(parse_source(config.subject))
+        device = resolve_device(config.device)
+        return choose_forward(config.forward, sources, config.device, device)[0] != "native"
+    except EditproofError:
+        return True

@@ -48,6 +48,9 @@ class ModelInfo(_Model):
     dtype: str
     device: str
     load_seconds: float
+    # Which forward computed the arm: "native" (editproof's Llama-family forward) or
+    # "transformers"; reports before the native forward existed are all "transformers".
+    forward: str = "transformers"
 
 
 class WindowSet(_Model):

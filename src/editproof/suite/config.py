@@ -61,6 +61,7 @@ class SuiteConfig(BaseModel):
     runs_override: int | None = Field(default=None, ge=1)
     relax_token_floor: bool = False
     device: str = "auto"
+    forward: Literal["auto", "native", "transformers"] = "auto"
     devices: list[str] | None = None
     task_timeout_s: float = Field(default=6 * 3600, gt=0)
     max_attempts: int = Field(default=3, ge=1)
@@ -159,6 +160,7 @@ def evaluation_config(
         n_final=config.n_windows,
         batch_size=config.batch_size,
         device=device,
+        forward=config.forward,
         net=config.net,
         seed=config.seed,
         relax_token_floor=config.relax_token_floor,

@@ -33,21 +33,29 @@ class ActorInputs:
 class ModelActor:
     def __init__(self, inputs: ActorInputs) -> None:
         entered = time.perf_counter()
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        from editproof.lm.libraries import import_model_libraries
+        from editproof.lm.libraries import (
+            forward_needs_transformers,
+            import_model_libraries,
+            quiet_transformers,
+        )
+        from editproof.suite.config import evaluation_config
 
-        # The same up-front, timed import as a local worker (scikit-learn and SciPy hidden).
-        self.imported = import_model_libraries(device=inputs.device)
-        import transformers
-
+        quiet_transformers()
+        # The same up-front, timed import as a local worker (scikit-learn and SciPy hidden;
+        # transformers left out when the native forward will run the model).
+        self.imported = import_model_libraries(
+            device=inputs.device,
+            with_transformers=lambda: forward_needs_transformers(
+                evaluation_config(
+                    inputs.config, inputs.source, tuned_params="", device=inputs.device
+                )
+            ),
+        )
         from editproof.edits.tuned import parse_tuned
         from editproof.suite.measure import Measurer
         from editproof.suite.worker import apply_determinism
 
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
+        quiet_transformers()
         apply_determinism(inputs.config.determinism)
         self.inputs = inputs
         self._log: list[str] = []

@@ -23,6 +23,7 @@ from editproof import __version__
 from editproof.edits.tuned import TunedParams
 from editproof.errors import NotFoundError, OutputError, UsageError
 from editproof.fileio import atomic_write_text, canonical_digest
+from editproof.lm.forward import check_forward_name
 from editproof.suite import layout
 from editproof.suite.config import (
     CALIBRATION_RUNS,
@@ -72,6 +73,7 @@ class SuiteOptions:
     revisions: str | None = None
     devices: list[str] | None = None
     device: str = "auto"
+    forward: str = "auto"  # auto, native or transformers (lm/forward.py)
     seq_len: int | None = None
     windows: int | None = None
     runs: int | None = None
@@ -117,6 +119,7 @@ def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Pa
             raise UsageError(f"{name} is out of range: {value}")
     if opts.batch_size is not None and opts.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    check_forward_name(opts.forward)
     _check_executor(opts)
     models = resolve_models(suite, opts.models, opts.env)
     run_dir = opts.out if opts.out is not None else default_out(suite.name)
@@ -184,6 +187,7 @@ def prepare(opts: SuiteOptions) -> tuple[SuiteConfig, Catalogue, TunedParams, Pa
         runs_override=runs,
         relax_token_floor=demo,
         device=opts.device,
+        forward=opts.forward,
         devices=opts.devices,
         task_timeout_s=opts.task_timeout_s,
         catalogue_digest=effective.digest(),

@@ -18,6 +18,7 @@ import os
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from editproof.fileio import atomic_write_text
 from editproof.suite import layout
@@ -187,16 +188,20 @@ def run_worker(
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from editproof.lm.libraries import import_model_libraries
+    from editproof.lm.libraries import (
+        forward_needs_transformers,
+        import_model_libraries,
+        quiet_transformers,
+    )
 
-    imported = import_model_libraries(device=device)
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_transformers()
+    imported = import_model_libraries(
+        device=device,
+        with_transformers=lambda: forward_needs_transformers(
+            _evaluation_config(Path(run_dir), model, device)
+        ),
+    )
+    quiet_transformers()
     apply_determinism(determinism)
     ready = time.time()
     worker = Worker(Path(run_dir), worker_id, model, device)
@@ -215,3 +220,12 @@ def run_worker(
     }
     atomic_write_text(log.with_suffix(".timings.json"), json.dumps(timings, indent=2) + "\n")
     raise SystemExit(code)
+
+
+def _evaluation_config(run_dir: Path, model: str, device: str) -> Any:
+    """The EvaluationConfig this worker's Measurer will build (to choose the imports)."""
+    from editproof.suite.config import evaluation_config
+
+    path = run_dir / layout.CONFIG
+    config = load_config(path.read_text(encoding="utf-8"), str(path))
+    return evaluation_config(config, pinned_source(run_dir, model), tuned_params="", device=device)

@@ -1,0 +1,154 @@
+"""Building a native model: random-init on the device, or a safetensors checkpoint read
+straight to the device.
+
+Random init draws exactly what transformers' initialiser draws for these architectures:
+modules are visited children first, in registration order (transformers' ``smart_apply``),
+each ``nn.Linear`` weight from N(0, initializer_range) with a zero bias, each embedding the
+same with its padding row zeroed, norms set to one; the untied ``lm_head`` is drawn after the
+decoder, and a tied one still consumes its draw before it is tied. So a ``random:`` model has
+the same weights, and the same digest, whichever forward runs it (tested against transformers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from editproof.errors import EvaluationError, InvalidInputError
+from editproof.lm.native.config import NativeConfig
+from editproof.lm.native.modules import (
+    NativeCausalLM,
+    NativeRMSNorm,
+    NativeRotaryEmbedding,
+    causal_lm_class,
+    inverse_frequencies,
+)
+
+# Non-persistent buffers older checkpoints carry and transformers skips when loading.
+_IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
+
+
+def _on_meta(config: NativeConfig, dtype: torch.dtype) -> NativeCausalLM:
+    # Parameters made on "meta" directly: the torch.device("meta") mode would import
+    # torch's Python reference ops on first use (3.5 s measured on the H200 host).
+    return causal_lm_class(config)(config, device="meta", dtype=dtype)
+
+
+def _rotary_buffers(model: NativeCausalLM, device: Any) -> None:
+    """The computed rotary buffers, in float32 on ``device`` (as transformers keeps them)."""
+    for module in model.modules():
+        if isinstance(module, NativeRotaryEmbedding):
+            inv_freq = inverse_frequencies(model.config).to(device)
+            module.inv_freq = inv_freq
+            module.original_inv_freq = inv_freq.clone()
+
+
+def _finish(model: NativeCausalLM) -> NativeCausalLM:
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise EvaluationError(f"native build left {len(left)} tensors unbuilt, e.g. '{left[0]}'")
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def build_random_native(
+    data: dict[str, Any], seed: int, device: str, dtype: torch.dtype
+) -> NativeCausalLM:
+    """The model of ``config.json`` ``data``, its weights drawn from ``seed`` on ``device``."""
+    config = NativeConfig(data)
+    # Made on the device directly (each module's default draw is overwritten below): moving
+    # a "meta" model with to_empty() runs torch's Python reference of empty_like, whose
+    # first call imports SymPy (2.2 s measured on the H200 host).
+    model = causal_lm_class(config)(config, device=device, dtype=dtype)
+    _rotary_buffers(model, device)
+    torch.manual_seed(seed)
+    std = config.initializer_range
+    for module in _children_first(model):
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.normal_(0.0, std)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, NativeRMSNorm):
+            module.weight.fill_(1.0)
+    model.tie_weights()
+    return _finish(model)
+
+
+def _children_first(module: nn.Module) -> list[nn.Module]:
+    out: list[nn.Module] = []
+    for child in module.children():
+        out.extend(_children_first(child))
+    out.append(module)
+    return out
+
+
+def checkpoint_keys(config: NativeConfig) -> set[str]:
+    """The tensor names a checkpoint of this config holds: ``lm_head.weight`` when untied
+    (a tied checkpoint must not hold it: which of the two copies counts would be a guess)."""
+    model = _on_meta(config, torch.float32)
+    names = set(model.state_dict().keys())
+    if config.tie_word_embeddings:
+        names.discard("lm_head.weight")
+    return names
+
+
+def key_mismatch(config: NativeConfig, held: set[str]) -> str | None:
+    """Why a checkpoint holding tensors ``held`` is not exactly this config's model, or None."""
+    required = checkpoint_keys(config)
+    extra = {k for k in held - required if not k.endswith(_IGNORED_SUFFIXES)}
+    missing = required - held
+    if missing:
+        return f"the checkpoint lacks {len(missing)} tensors, e.g. '{sorted(missing)[0]}'"
+    if extra:
+        example = sorted(extra)[0]
+        return f"the checkpoint holds {len(extra)} tensors the model has not, e.g. '{example}'"
+    return None
+
+
+@torch.no_grad()
+def load_native(
+    data: dict[str, Any], files: Sequence[Path], device: str, dtype: torch.dtype
+) -> NativeCausalLM:
+    """The model of ``config.json`` ``data`` with its tensors read from the safetensors
+    ``files`` straight to ``device`` (no host copy), cast to ``dtype`` when they are floats."""
+    from safetensors import safe_open
+
+    config = NativeConfig(data)
+    model = _on_meta(config, dtype)
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt", device=device) as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    if key.endswith(_IGNORED_SUFFIXES):
+                        continue
+                    tensor = handle.get_tensor(key)
+                    if tensor.is_floating_point() and tensor.dtype != dtype:
+                        tensor = tensor.to(dtype)
+                    state[key] = tensor
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise InvalidInputError(f"cannot read {file}: {exc}") from None
+    why = key_mismatch(config, set(state))
+    if why:
+        raise InvalidInputError(f"{files[0].parent}: {why}")
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise InvalidInputError(
+                f"{files[0].parent}: tensor '{key}' has shape {list(tensor.shape)}, the config "
+                f"asks for {list(expected[key].shape)}"
+            )
+    model.load_state_dict(state, strict=False, assign=True)
+    _rotary_buffers(model, device)
+    model.tie_weights()
+    return _finish(model)
