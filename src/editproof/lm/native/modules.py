@@ -11,13 +11,15 @@ GPU in bf16). What it adds is what it leaves out: the import of transformers' mo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from editproof.lm.native.config import NativeConfig
+
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass
@@ -172,6 +174,13 @@ class NativeAttention(nn.Module):
         return self.o_proj(out), None
 
 
+class SiLUActivation(nn.Module):
+    """SiLU as a child module, as transformers' MLP holds its activation (``act_fn``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(x)
+
+
 class NativeMLP(nn.Module):
     def __init__(self, config: NativeConfig, **factory: Any) -> None:
         super().__init__()
@@ -179,9 +188,10 @@ class NativeMLP(nn.Module):
         self.gate_proj = nn.Linear(hidden, inner, bias=bias, **factory)
         self.up_proj = nn.Linear(hidden, inner, bias=bias, **factory)
         self.down_proj = nn.Linear(inner, hidden, bias=bias, **factory)
+        self.act_fn = SiLUActivation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        out: torch.Tensor = self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
         return out
 
 
@@ -189,10 +199,11 @@ class NativeDecoderLayer(nn.Module):
     def __init__(self, config: NativeConfig, layer_idx: int, **factory: Any) -> None:
         super().__init__()
         eps = config.rms_norm_eps
-        self.self_attn = NativeAttention(config, layer_idx, **factory)
-        self.mlp = NativeMLP(config, **factory)
-        self.input_layernorm = NativeRMSNorm(config.hidden_size, eps, **factory)
-        self.post_attention_layernorm = NativeRMSNorm(config.hidden_size, eps, **factory)
+        norm = named(config, NativeRMSNorm)
+        self.self_attn = named(config, NativeAttention)(config, layer_idx, **factory)
+        self.mlp = named(config, NativeMLP)(config, **factory)
+        self.input_layernorm = norm(config.hidden_size, eps, **factory)
+        self.post_attention_layernorm = norm(config.hidden_size, eps, **factory)
 
     def forward(
         self,
@@ -239,6 +250,7 @@ class NativeModel(nn.Module):
         self.vocab_size = config.vocab_size
         # The weight is passed in: nn.Embedding's own N(0, 1) draw on "meta" would import
         # torch's reference ops and SymPy (over a second); the initialiser draws it anyway.
+        layer = named(config, NativeDecoderLayer)
         self.embed_tokens = nn.Embedding(
             config.vocab_size,
             config.hidden_size,
@@ -246,10 +258,11 @@ class NativeModel(nn.Module):
             _weight=torch.empty(config.vocab_size, config.hidden_size, **factory),
         )
         self.layers = nn.ModuleList(
-            [NativeDecoderLayer(config, i, **factory) for i in range(config.num_hidden_layers)]
+            [layer(config, i, **factory) for i in range(config.num_hidden_layers)]
         )
-        self.norm = NativeRMSNorm(config.hidden_size, config.rms_norm_eps, **factory)
-        self.rotary_emb = NativeRotaryEmbedding(config)  # float32 buffers, on the host
+        self.norm = named(config, NativeRMSNorm)(config.hidden_size, config.rms_norm_eps, **factory)
+        # float32 buffers, on the host until the build moves them
+        self.rotary_emb = named(config, NativeRotaryEmbedding)(config)
 
     def forward(
         self,
@@ -286,7 +299,7 @@ class NativeCausalLM(nn.Module):
         builds without memory; the rotary buffers are always float32 on the host)."""
         super().__init__()
         self.config = config
-        self.model = NativeModel(config, **factory)
+        self.model = named(config, NativeModel)(config, **factory)
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False, **factory)
 
@@ -369,13 +382,23 @@ class NativeCausalLM(nn.Module):
         return emb
 
 
-_CLASSES: dict[str, type[NativeCausalLM]] = {}
+_CLASSES: dict[tuple[str, type[nn.Module]], type[nn.Module]] = {}
+
+
+def named(config: NativeConfig, base: type[M]) -> type[M]:
+    """``base`` under the name transformers gives that module of this architecture
+    (``NativeRMSNorm`` -> ``MistralRMSNorm``, ``NativeCausalLM`` -> ``MistralForCausalLM``):
+    reports name the same architecture, and the invariants guard's structure hash (module
+    paths and class names) is the same, whichever forward ran."""
+    key = (config.architecture, base)
+    if key not in _CLASSES:
+        prefix = config.architecture.removesuffix("ForCausalLM")
+        suffix = "ForCausalLM" if base is NativeCausalLM else base.__name__.removeprefix("Native")
+        _CLASSES[key] = type(prefix + suffix, (base,), {"__module__": __name__})
+    found: type[M] = _CLASSES[key]  # type: ignore[assignment]
+    return found
 
 
 def causal_lm_class(config: NativeConfig) -> type[NativeCausalLM]:
-    """A subclass named for the architecture transformers would build (``MistralForCausalLM``),
-    so reports name the same architecture whichever forward ran."""
-    name = config.architecture
-    if name not in _CLASSES:
-        _CLASSES[name] = type(name, (NativeCausalLM,), {"__module__": __name__})
-    return _CLASSES[name]
+    """The causal LM class of ``config``'s architecture (see :func:`named`)."""
+    return named(config, NativeCausalLM)
