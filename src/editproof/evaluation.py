@@ -63,12 +63,11 @@ from editproof.lm import (
     load_model,
     parse_source,
     preflight_source,
-    resolve_device,
     weight_digest,
 )
 from editproof.lm.anatomy import max_positions
 from editproof.lm.digest import aliases, fingerprints
-from editproof.lm.forward import choose_forward
+from editproof.lm.forward import forward_for
 from editproof.lm.integrity import (
     RestoreEvidence,
     backup_lines,
@@ -143,12 +142,9 @@ class Evaluator:
         corpus = load_text(config)
         self.timings: dict[str, float] = {}
 
-        sources = [self.base_src]
-        if config.subject is not None:
-            sources.append(parse_source(config.subject))
         # Both arms run one forward: native when every model can take it (lm/forward.py).
-        self.forward, self._native = choose_forward(
-            config.forward, sources, config.device, resolve_device(config.device)
+        self.forward, self._native = forward_for(
+            config.forward, config.baseline, config.subject, config.device
         )
         self._say(f"loading baseline {self.base_src.label} ({self.forward} forward)")
         self._model: LoadedModel | None = load_model(

@@ -140,3 +140,17 @@ def choose_forward(
             return "transformers", {}
         plans[repr(source.identity)] = plan
     return "native", plans
+
+
+def forward_for(
+    requested: str, baseline: str, subject: str | None, device: str
+) -> tuple[str, dict[str, NativePlan]]:
+    """:func:`choose_forward` for an evaluation of ``baseline`` (and a ``subject``
+    checkpoint, if any) on ``device`` as the user spelled them."""
+    from editproof.lm.loading import resolve_device
+    from editproof.lm.sources import parse_source
+
+    sources = [parse_source(baseline)]
+    if subject is not None:
+        sources.append(parse_source(subject))
+    return choose_forward(requested, sources, device, resolve_device(device))

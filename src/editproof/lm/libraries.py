@@ -14,8 +14,9 @@ and ``torch.distributed.tensor`` itself, so telling transformers that torch.dist
 absent would patch a dependency for the whole process and save nothing (decision 29).
 
 On a CUDA machine the driver, the first device's context, cuBLAS and the attention kernel
-start on a thread beside the transformers import, so that start-up overlaps it instead of
-following it or landing in the first timed forward.
+start on a thread beside the transformers import (or, on the native forward, beside choosing
+it), so that start-up overlaps it instead of following it or landing in the first timed
+forward. A run on the native forward does not import transformers at all (decision 32).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def import_model_libraries(
 ) -> ImportTimes:
     """Import torch and transformers' auto classes (a missing package is left for the load
     to report, with its install hint). Unless ``device`` is ``cpu``, CUDA starts on a thread
-    beside the transformers import when a GPU is visible (``cuda:N``: on that GPU).
+    beside what follows torch's import when a GPU is visible (``cuda:N``: on that GPU).
 
     ``with_transformers`` False (or a callable, asked once torch is imported, that answers
     False; its seconds are ``choose_forward``) leaves transformers out: a run on the native
@@ -186,15 +187,10 @@ def forward_needs_transformers(config: Any) -> bool:
     """Whether an evaluation of ``config`` (an EvaluationConfig) runs transformers' forward;
     True when that cannot be told yet (the Evaluator reports the reason itself)."""
     from editproof.errors import EditproofError
-    from editproof.lm.forward import choose_forward
-    from editproof.lm.loading import resolve_device
-    from editproof.lm.sources import parse_source
+    from editproof.lm.forward import forward_for
 
     try:
-        sources = [parse_source(config.baseline)]
-        if config.subject is not None:
-            sources.append(parse_source(config.subject))
-        device = resolve_device(config.device)
-        return choose_forward(config.forward, sources, config.device, device)[0] != "native"
+        chosen, _ = forward_for(config.forward, config.baseline, config.subject, config.device)
     except EditproofError:
         return True
+    return chosen != "native"
