@@ -90,6 +90,7 @@ def test_native_load_reads_the_tokenizer_once_then_only_its_facts(
     assert tok is not None and facts_of(tok) == facts
     hf = load_model(src, device="cpu")  # the transformers path stores the same facts
     assert hf.forward == "transformers" and hf.tokenizer_facts == facts
+    assert hf.tokenizer is not None  # transformers' forward always has its tokenizer
     a, b = hf.model.state_dict(), second.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

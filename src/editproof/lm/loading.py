@@ -25,10 +25,9 @@ from editproof.lm.demo import demo_dir
 from editproof.lm.sources import ModelSource
 
 if TYPE_CHECKING:
-    from editproof.lm.forward import NativePlan
-
-if TYPE_CHECKING:
     import torch
+
+    from editproof.lm.forward import NativePlan
 
 _DTYPES = {
     "fp32": "float32",
@@ -140,13 +139,14 @@ def load_model(
     else:
         model = _load_transformers(source, location, extra, device, dev, torch_dtype, net)
     folder = _tokenizer_folder(source, location)
-    facts = cached_facts(folder) if tokenizer and native is not None and folder else None
+    facts = cached_facts(folder) if tokenizer and folder else None
     tok = None
-    if tokenizer and facts is None:
+    if tokenizer and (facts is None or native is None):  # transformers' forward loads it
         tok = _auto_tokenizer(source, location, extra, net=net)
-        facts = facts_of(tok)
-        if folder is not None:
-            store_facts(folder, facts)
+        if facts is None:  # computed and stored once per tokenizer files and versions
+            facts = facts_of(tok)
+            if folder is not None:
+                store_facts(folder, facts)
     if not dev.startswith("cuda"):
         model.to(dev)
     model.eval()

@@ -172,3 +172,24 @@ def test_resize_keeps_rows_and_updates_sizes(tmp_path: Path) -> None:
         assert model.config.vocab_size == model.vocab_size == old.shape[0] + 8
         assert model.get_output_embeddings().weight.shape[0] == old.shape[0] + 8
         assert (model.lm_head.weight is new) == bool(data["tie_word_embeddings"])
+
+
+def test_a_checkpoint_that_does_not_fit_fails_in_one_line(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from editproof.errors import InvalidInputError
+    from tests.models import tiny_model
+
+    folder = tmp_path / "m"
+    tiny_model("mistral").save_pretrained(str(folder))
+    data = json.loads((folder / "config.json").read_text())
+    file = folder / "model.safetensors"
+    tensors = load_file(str(file))
+    key = "model.layers.0.mlp.up_proj.weight"
+    save_file({**tensors, key: tensors[key][:-1].contiguous()}, str(file))
+    with pytest.raises(InvalidInputError, match=rf"tensor '{key}' has shape \[63, 32\]") as bad:
+        load_native(data, [file], "cpu", torch.float32)
+    assert "\n" not in str(bad.value)
+    save_file({**tensors, key: tensors[key].to(torch.int32)}, str(file))
+    with pytest.raises(InvalidInputError, match=rf"'{key}' is int32, not a floating-point"):
+        load_native(data, [file], "cpu", torch.float32)

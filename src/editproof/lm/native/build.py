@@ -143,6 +143,11 @@ def load_native(
         raise InvalidInputError(f"{files[0].parent}: {why}")
     expected = model.state_dict()
     for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise InvalidInputError(
+                f"{files[0].parent}: tensor '{key}' is {str(tensor.dtype).removeprefix('torch.')}"
+                ", not a floating-point weight"
+            )
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise InvalidInputError(
                 f"{files[0].parent}: tensor '{key}' has shape {list(tensor.shape)}, the config "
