@@ -77,3 +77,49 @@ def test_config_attributes_and_derived_values() -> None:
         is None
     )
     assert vars(config)["sliding_window"] == 8  # every key stays an attribute
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"num_attention_heads": 0}, "num_attention_heads is not a positive integer"),
+        ({"num_hidden_layers": -2}, "num_hidden_layers is not a positive integer"),
+        ({"hidden_size": 32.5}, "hidden_size is not a positive integer"),
+        ({"vocab_size": True}, "lacks vocab_size"),
+        ({"num_key_value_heads": 0}, "num_key_value_heads is not a positive integer"),
+        ({"head_dim": -8}, "head_dim is not a positive integer"),
+        ({"rms_norm_eps": 0.0}, "rms_norm_eps is not positive"),
+        ({"hidden_size": 30}, "not a multiple of num_attention_heads"),
+    ],
+)
+def test_sizes_that_would_break_the_build_are_refused(change: dict[str, Any], reason: str) -> None:
+    """Refused with a reason (the model then goes to transformers, which reports the bad
+    file in one line): never a ZeroDivisionError or a model built from nonsense."""
+    found = unsupported_reason({**BASE, **change})
+    assert found is not None and reason in found
+
+
+def test_checkpoint_keys_are_the_models_own() -> None:
+    """The key names written out from the config are exactly the built model's tensors."""
+    torch = pytest.importorskip("torch")
+    from editproof.lm.native.build import _on_meta, checkpoint_keys
+
+    for change in ({}, {"model_type": "qwen2"}, {"attention_bias": True, "mlp_bias": True},
+                   {"tie_word_embeddings": True}):  # fmt: skip
+        config = NativeConfig({**BASE, **change})
+        names = set(_on_meta(config, torch.float32).state_dict())
+        if config.tie_word_embeddings:
+            names.discard("lm_head.weight")
+        assert checkpoint_keys(config) == names, change
+
+
+def test_an_absurd_layer_count_is_answered_at_once() -> None:
+    import time
+
+    from editproof.lm.native.build import key_mismatch
+
+    config = NativeConfig({**BASE, "num_hidden_layers": 10**12})
+    started = time.perf_counter()
+    reason = key_mismatch(config, {"model.embed_tokens.weight"})
+    assert reason is not None and "describes" in reason
+    assert time.perf_counter() - started < 1.0

@@ -94,19 +94,41 @@ def _children_first(module: nn.Module) -> list[nn.Module]:
 
 def checkpoint_keys(config: NativeConfig) -> set[str]:
     """The tensor names a checkpoint of this config holds: ``lm_head.weight`` when untied
-    (a tied checkpoint must not hold it: which of the two copies counts would be a guess)."""
-    model = _on_meta(config, torch.float32)
-    names = set(model.state_dict().keys())
-    if config.tie_word_embeddings:
-        names.discard("lm_head.weight")
+    (a tied checkpoint must not hold it: which of the two copies counts would be a guess).
+    Written out from the config, with no model built (a test holds them to the model's)."""
+    names = {"model.embed_tokens.weight", "model.norm.weight"}
+    if not config.tie_word_embeddings:
+        names.add("lm_head.weight")
+    for index in range(config.num_hidden_layers):
+        names |= {f"model.layers.{index}.{name}" for name in _layer_keys(config)}
     return names
 
 
+def _layer_keys(config: NativeConfig) -> list[str]:
+    biased = [
+        ("self_attn.q_proj", config.qkv_bias),
+        ("self_attn.k_proj", config.qkv_bias),
+        ("self_attn.v_proj", config.qkv_bias),
+        ("self_attn.o_proj", config.o_bias),
+        ("mlp.gate_proj", config.ffn_bias),
+        ("mlp.up_proj", config.ffn_bias),
+        ("mlp.down_proj", config.ffn_bias),
+    ]
+    keys = [f"{name}.weight" for name, _ in biased]
+    keys += [f"{name}.bias" for name, bias in biased if bias]
+    return [*keys, "input_layernorm.weight", "post_attention_layernorm.weight"]
+
+
 def key_mismatch(config: NativeConfig, held: set[str]) -> str | None:
-    """Why a checkpoint holding tensors ``held`` is not exactly this config's model, or None."""
+    """Why a checkpoint holding tensors ``held`` is not exactly this config's model, or None.
+    Counted first, so a config claiming absurdly many layers is answered at once."""
+    own = {k for k in held if not k.endswith(_IGNORED_SUFFIXES)}
+    count = 2 + (not config.tie_word_embeddings)
+    count += config.num_hidden_layers * len(_layer_keys(config))
+    if count > len(own) + 1000:  # cannot match: a hostile layer count is not enumerated
+        return f"the config describes {count} tensors, the checkpoint holds {len(own)}"
     required = checkpoint_keys(config)
-    extra = {k for k in held - required if not k.endswith(_IGNORED_SUFFIXES)}
-    missing = required - held
+    extra, missing = own - required, required - own
     if missing:
         return f"the checkpoint lacks {len(missing)} tensors, e.g. '{sorted(missing)[0]}'"
     if extra:

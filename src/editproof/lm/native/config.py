@@ -103,11 +103,19 @@ def unsupported_reason(data: dict[str, Any]) -> str | None:
     model_type = data.get("model_type")
     if model_type not in ARCHITECTURES:
         return f"model_type '{model_type}' is not one of {', '.join(ARCHITECTURES)}"
-    missing = [key for key in _REQUIRED if not isinstance(data.get(key), int | float)]
+    missing = [key for key in _REQUIRED if not _number(data.get(key))]
     if missing:
         return f"config.json lacks {', '.join(missing)}"
+    sizes = [*(k for k in _REQUIRED if k != "rms_norm_eps"), "num_key_value_heads", "head_dim"]
+    bad = [k for k in sizes if data.get(k) is not None and not _count(data.get(k))]
+    if bad:
+        return f"config.json's {bad[0]} is not a positive integer"
+    if not float(data["rms_norm_eps"]) > 0:
+        return "config.json's rms_norm_eps is not positive"
     if model_type == "mistral" and "num_key_value_heads" not in data:
         return "config.json lacks num_key_value_heads (mistral's default is not llama's)"
+    if not data.get("head_dim") and int(data["hidden_size"]) % int(data["num_attention_heads"]):
+        return "hidden_size is not a multiple of num_attention_heads"
     if data.get("hidden_act", "silu") != "silu":
         return f"hidden_act '{data.get('hidden_act')}'"
     if data.get("quantization_config"):
@@ -153,3 +161,12 @@ def unsupported_reason(data: dict[str, Any]) -> str | None:
     ):
         return "llama3 rope scaling without all its fields"
     return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _count(value: Any) -> bool:
+    """A positive integer (a JSON 4096.0 counts: json writes some sizes that way)."""
+    return _number(value) and float(value).is_integer() and value > 0
