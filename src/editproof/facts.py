@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from editproof import __version__
 from editproof.data import WindowPlan
-from editproof.data.tokenizer_facts import tokenizer_digest as tokenizer_digest
 from editproof.edits import EditRecord
 from editproof.lm import LoadedModel, describe, weight_digest
 from editproof.lm.digest import WeightDigest

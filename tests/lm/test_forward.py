@@ -260,3 +260,23 @@ def _untimed(value: Any) -> Any:
     if isinstance(value, list):
         return [_untimed(v) for v in value]
     return value
+
+
+def test_a_cached_backend_is_read_only_to_tokenize_and_only_when_sound(
+    tiny_dir: Path, tmp_path: Path, cache: Path
+) -> None:
+    folder = _copy(tiny_dir, tmp_path)
+    load_model(parse_source(str(folder)), device="cpu")  # stores the facts and the backend
+    facts = cached_facts(folder)
+    assert facts is not None and facts.backend is None and facts.backend_file is not None
+    assert facts.backend_text() is not None  # read on demand, verified
+    plan = native_plan(parse_source(str(folder)))
+    assert isinstance(plan, NativePlan)
+    loaded = load_model(parse_source(str(folder)), device="cpu", native=plan)
+    want = loaded.encoder()("a sentence to encode")
+    assert loaded.tokenizer is None  # the bare backend encoded it
+    facts.backend_file.write_text(facts.backend_file.read_text()[:-2])  # damaged
+    again = load_model(parse_source(str(folder)), device="cpu", native=plan)
+    assert again.tokenizer_facts is not None and again.tokenizer_facts.backend_text() is None
+    assert again.encoder()("a sentence to encode") == want
+    assert again.tokenizer is not None  # fell back to the tokenizer itself

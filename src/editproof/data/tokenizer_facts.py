@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,31 @@ class TokenizerFacts:
     digest: str  # the report's tokenizer_sha256
     eos_token_id: int | None  # the separator between documents
     # The tokenizers-library serialisation the loaded tokenizer encodes with, kept when it
-    # encoded every probe text exactly as the loaded tokenizer did (see probe_backend).
-    backend: str | None = None
+    # encoded every probe text exactly as the loaded tokenizer did (see probe_backend):
+    # in memory when just computed; a cached entry names its file and reads it only when a
+    # text is to be tokenized (backend_text), not on every run.
+    backend: str | None = field(default=None, compare=False, repr=False)
+    backend_sha256: str | None = None
+    backend_file: Path | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.backend is not None and self.backend_sha256 is None:
+            object.__setattr__(self, "backend_sha256", _sha256(self.backend))
+
+    def backend_text(self) -> str | None:
+        """The verified backend's serialisation, or None (none kept, or its cached file is
+        gone or does not match its sha256)."""
+        if self.backend is not None or self.backend_sha256 is None or self.backend_file is None:
+            return self.backend
+        try:
+            text = self.backend_file.read_text(encoding="utf-8")
+        except OSError:
+            return None
+        return text if _sha256(text) == self.backend_sha256 else None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # Texts on which a tokenizer and its bare tokenizers-library backend must agree before the
@@ -179,16 +202,16 @@ def cached_facts(folder: Path) -> TokenizerFacts | None:
         return None
     if not (eos is None or (isinstance(eos, int) and not isinstance(eos, bool))):
         return None
-    backend = None
-    if meta.get("backend_sha256"):
-        try:
-            text = _path(key).with_suffix(".backend.json").read_text(encoding="utf-8")
-        except OSError:
-            return None
-        if hashlib.sha256(text.encode("utf-8")).hexdigest() != meta["backend_sha256"]:
-            return None
-        backend = text
-    return TokenizerFacts(identity=identity, digest=digest, eos_token_id=eos, backend=backend)
+    sha = meta.get("backend_sha256")
+    if not (sha is None or isinstance(sha, str)):
+        return None
+    return TokenizerFacts(
+        identity=identity,
+        digest=digest,
+        eos_token_id=eos,
+        backend_sha256=sha,
+        backend_file=_path(key).with_suffix(".backend.json") if sha else None,
+    )
 
 
 def store_facts(folder: Path, facts: TokenizerFacts) -> None:
@@ -196,21 +219,20 @@ def store_facts(folder: Path, facts: TokenizerFacts) -> None:
     key = files_key(folder) if _enabled() else None
     if key is None:
         return
-    fields = {k: v for k, v in facts.__dict__.items() if k != "backend"}
-    backend_sha = (
-        hashlib.sha256(facts.backend.encode("utf-8")).hexdigest() if facts.backend else None
-    )
+    backend = facts.backend_text()
     meta = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "key": key,
-        **fields,
-        "backend_sha256": backend_sha,
+        "identity": facts.identity,
+        "digest": facts.digest,
+        "eos_token_id": facts.eos_token_id,
+        "backend_sha256": _sha256(backend) if backend else None,
     }
     try:
         _path(key).parent.mkdir(parents=True, exist_ok=True)
-        if facts.backend:  # the backend first: an entry never names a backend not written
-            atomic_write_text(_path(key).with_suffix(".backend.json"), facts.backend)
+        if backend:  # the backend first: an entry never names a backend not written
+            atomic_write_text(_path(key).with_suffix(".backend.json"), backend)
         atomic_write_text(_path(key), json.dumps(meta, indent=2) + "\n")
     except OSError:
         pass

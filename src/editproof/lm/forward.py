@@ -74,39 +74,24 @@ def native_plan(source: ModelSource) -> NativePlan | str:
         return reason
     if source.kind == "random":
         return NativePlan(folder, config, ())
-    files = _safetensors_files(folder)
-    if isinstance(files, str):
-        return files
-    return _check_keys(folder, config, files)
+    return _checkpoint_plan(folder, config)
 
 
-def _safetensors_files(folder: Path) -> tuple[Path, ...] | str:
-    from editproof.errors import EditproofError
-    from editproof.lm.preflight import check_model_dir
-
-    try:
-        files = check_model_dir(folder)
-    except EditproofError as exc:
-        return str(exc)
-    if not files or any(f.suffix != ".safetensors" for f in files):
-        return "weights are not safetensors"
-    return tuple(files)
-
-
-def _check_keys(folder: Path, config: dict[str, Any], files: tuple[Path, ...]) -> NativePlan | str:
+def _checkpoint_plan(folder: Path, config: dict[str, Any]) -> NativePlan | str:
+    """The plan when the safetensors (headers read once) hold exactly the model's tensors."""
     from editproof.errors import EditproofError
     from editproof.lm.native.build import key_mismatch
     from editproof.lm.native.config import NativeConfig
-    from editproof.lm.preflight import check_safetensors
+    from editproof.lm.preflight import model_dir_tensors
 
-    held: set[str] = set()
     try:
-        for file in files:
-            held |= check_safetensors(file)
+        tensors = model_dir_tensors(folder)
     except EditproofError as exc:
         return str(exc)
-    why = key_mismatch(NativeConfig(config), held)
-    return why if why else NativePlan(folder, config, files)
+    if not tensors or any(f.suffix != ".safetensors" for f in tensors):
+        return "weights are not safetensors"
+    why = key_mismatch(NativeConfig(config), set().union(*tensors.values()))
+    return why if why else NativePlan(folder, config, tuple(tensors))
 
 
 def spread_over_gpus(device: str) -> bool:

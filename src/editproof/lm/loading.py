@@ -62,8 +62,11 @@ class LoadedModel:
         """Text -> token ids, no special tokens: the loaded tokenizer, else its bare
         tokenizers-library backend when the facts cache holds a verified one (no
         transformers import), else the tokenizer loaded now."""
-        if self.tokenizer is None and self.tokenizer_facts and self.tokenizer_facts.backend:
-            return bare_encoder(self.tokenizer_facts.backend)
+        backend = None
+        if self.tokenizer is None and self.tokenizer_facts is not None:
+            backend = self.tokenizer_facts.backend_text()
+        if backend is not None:
+            return bare_encoder(backend)
         tok = self.get_tokenizer()
         return lambda text: list(tok.encode(text, add_special_tokens=False))
 

@@ -97,6 +97,12 @@ def _check_random_dir(path: Path, *, label: str) -> None:
 
 def check_model_dir(path: Path, *, label: str | None = None) -> list[Path]:
     """Check a Hugging Face model directory; returns its weight files (shards in order)."""
+    return list(model_dir_tensors(path, label=label))
+
+
+def model_dir_tensors(path: Path, *, label: str | None = None) -> dict[Path, set[str]]:
+    """:func:`check_model_dir`, returning each weight file (shards in order) with the tensor
+    names its safetensors header holds (an empty set for a ``.bin`` file)."""
     name = label or str(path)
     config = path / CONFIG_NAME
     if not config.is_file():
@@ -109,16 +115,18 @@ def check_model_dir(path: Path, *, label: str | None = None) -> list[Path]:
             f"or {TORCH_WEIGHTS}"
         )
     shards = _index_shards(entry) if entry.name.endswith(".index.json") else {entry: []}
+    found: dict[Path, set[str]] = {}
     for file, wanted in shards.items():
+        found[file] = set()
         if file.suffix == ".safetensors":
-            held = check_safetensors(file)
+            found[file] = held = check_safetensors(file)
             absent = [t for t in wanted if t not in held]
             if absent:
                 raise InvalidInputError(
                     f"{entry} places tensor '{absent[0]}' in {file.name}, but that shard "
                     "does not hold it"
                 )
-    return list(shards)
+    return found
 
 
 def weights_entry(path: Path) -> Path | None:

@@ -25,7 +25,6 @@ from editproof.lm.native.modules import (
     NativeRMSNorm,
     NativeRotaryEmbedding,
     causal_lm_class,
-    inverse_frequencies,
 )
 
 # Non-persistent buffers older checkpoints carry and transformers skips when loading.
@@ -39,12 +38,11 @@ def _on_meta(config: NativeConfig, dtype: torch.dtype) -> NativeCausalLM:
 
 
 def _rotary_buffers(model: NativeCausalLM, device: Any) -> None:
-    """The computed rotary buffers, in float32 on ``device`` (as transformers keeps them)."""
+    """The rotary buffers (float32, computed on the host when the module was made, as
+    transformers keeps them) moved to ``device``."""
     for module in model.modules():
         if isinstance(module, NativeRotaryEmbedding):
-            inv_freq = inverse_frequencies(model.config).to(device)
-            module.inv_freq = inv_freq
-            module.original_inv_freq = inv_freq.clone()
+            module.to(device)
 
 
 def _finish(model: NativeCausalLM) -> NativeCausalLM:

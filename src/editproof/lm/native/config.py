@@ -92,10 +92,8 @@ class NativeConfig:
     def rope(self) -> tuple[float, str, dict[str, Any]]:
         """(theta, rope_type, parameters) from ``rope_parameters`` or the older
         ``rope_theta`` + ``rope_scaling`` pair."""
-        params = dict(vars(self).get("rope_parameters") or vars(self).get("rope_scaling") or {})
-        theta = params.get("rope_theta", vars(self).get("rope_theta"))
-        kind = str(params.get("rope_type", params.get("type", "default")))
-        return float(theta or 0.0), kind, params
+        params, theta, kind = _rope_fields(vars(self))
+        return float(theta or 0.0), str(kind), dict(params)
 
 
 def unsupported_reason(data: dict[str, Any]) -> str | None:
@@ -137,15 +135,13 @@ def unsupported_reason(data: dict[str, Any]) -> str | None:
     for key in ("attn_logit_softcapping", "final_logit_softcapping", "logit_scale"):
         if data.get(key) not in (None, 1, 1.0):
             return f"{key} is set"
-    params = data.get("rope_parameters") or data.get("rope_scaling") or {}
+    params, theta, kind = _rope_fields(data)
     if not isinstance(params, dict):
         return "rope parameters are not an object"
-    theta = params.get("rope_theta", data.get("rope_theta"))
-    if not isinstance(theta, int | float) or not theta > 0:
+    if not _number(theta) or not theta > 0:
         return "no rope_theta"
     if float(params.get("partial_rotary_factor") or data.get("partial_rotary_factor") or 1.0) != 1:
         return "partial rotary embeddings"
-    kind = params.get("rope_type", params.get("type", "default"))
     if kind not in _ROPE_TYPES:
         return f"rope_type '{kind}'"
     if kind == "linear" and not isinstance(params.get("factor"), int | float):
@@ -170,3 +166,13 @@ def _number(value: Any) -> bool:
 def _count(value: Any) -> bool:
     """A positive integer (a JSON 4096.0 counts: json writes some sizes that way)."""
     return _number(value) and float(value).is_integer() and value > 0
+
+
+def _rope_fields(data: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(parameters, theta, rope_type) from ``rope_parameters`` or the older ``rope_theta`` +
+    ``rope_scaling`` pair, unchecked (parameters may not even be an object)."""
+    params = data.get("rope_parameters") or data.get("rope_scaling") or {}
+    if not isinstance(params, dict):
+        return params, None, None
+    theta = params.get("rope_theta", data.get("rope_theta"))
+    return params, theta, params.get("rope_type", params.get("type", "default"))
