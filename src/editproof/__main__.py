@@ -1,6 +1,6 @@
 """``python -m editproof`` is the same as the ``editproof`` console script."""
 
-from editproof.cli.app import main
+from editproof.cli._entry import console
 
 if __name__ == "__main__":
-    main()
+    console()

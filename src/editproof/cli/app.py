@@ -67,7 +67,12 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    """Run one command and exit with its code (``sys.exit``)."""
+    sys.exit(exit_code(sys.argv[1:] if argv is None else argv))
+
+
+def exit_code(args: list[str]) -> int:
+    """Run one command; its documented exit code (errors are printed, never raised)."""
     try:
         code = app(args=args, prog_name="editproof", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
@@ -99,4 +104,4 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         code = EXIT_INTERNAL
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0

@@ -62,6 +62,12 @@ def render_html(report: EvaluationReport) -> str:
     )
 
 
+def prepare() -> None:
+    """Compile the page's template now (once per process), so that a later
+    :func:`render_html` does not: a command may do this on a thread while it measures."""
+    _template()
+
+
 @cache
 def _template() -> Template:
     env = Environment(

@@ -1,0 +1,165 @@
+"""The seconds at a process's edges: torch's import, CUDA's start, and exit.
+
+    python bench/process_edges.py [importtime] [preload] [exit] [guards] --repeats 3
+
+- ``importtime``: ``python -X importtime -c "import torch"``, the largest modules by
+  cumulative and by own time.
+- ``preload``: a child imports editproof's CLI, then torch, then starts CUDA (a tensor on
+  the GPU, synchronised), with nothing started early (``none``) and with the CUDA driver's
+  primary context started on a thread from its first line (``context``, as
+  ``editproof._preload`` does for ``evaluate``). Each prints its own seconds.
+- ``exit``: a child that holds ``--gib`` of GPU memory in 300 tensors ends normally or
+  through ``os._exit``; the wall from spawn to reap minus the child's own age at its last
+  line is the exit's cost.
+- ``guards``: each guard's baseline measurement on the 7B shape, three times in one
+  process (the first carries any first-use cost), synchronised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+CHILD_PRELOAD = r"""
+import sys, time
+t0 = time.perf_counter()
+mode = sys.argv[1]
+if mode == "context":
+    from editproof._preload import start
+    start(0)
+a = time.perf_counter()
+import editproof.cli.app
+cli = time.perf_counter() - a
+a = time.perf_counter()
+import torch
+imp = time.perf_counter() - a
+a = time.perf_counter()
+x = torch.ones(4, device="cuda")
+torch.cuda.synchronize()
+cuda = time.perf_counter() - a
+total = time.perf_counter() - t0
+print(f"{mode:9s} cli {cli:.3f}  torch {imp:.3f}  cuda {cuda:.3f}  total {total:.3f}")
+"""
+
+CHILD_EXIT = r"""
+import os, sys, time
+import torch
+gib = float(sys.argv[2])
+n = 300
+each = int(gib * (1 << 30) / n / 2)
+keep = [torch.empty(each, dtype=torch.bfloat16, device="cuda") for _ in range(n)]
+torch.cuda.synchronize()
+print(time.clock_gettime(time.CLOCK_MONOTONIC), flush=True)
+if sys.argv[1] == "fast":
+    os._exit(0)
+"""
+
+
+def importtime() -> None:
+    proc = subprocess.run(
+        [PY, "-X", "importtime", "-c", "import torch"], capture_output=True, text=True
+    )
+    rows = []
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        parts = line.split("|")
+        try:
+            own, cum = int(parts[0].split(":")[1]), int(parts[1])
+        except ValueError:
+            continue
+        rows.append((own, cum, parts[2].rstrip()))
+    print("torch import, by cumulative (s):")
+    for own, cum, name in sorted(rows, key=lambda r: -r[1])[:14]:
+        print(f"  {cum / 1e6:7.3f} {own / 1e6:7.3f} {name}")
+    print("by own time (s):")
+    for own, cum, name in sorted(rows, key=lambda r: -r[0])[:14]:
+        print(f"  {own / 1e6:7.3f} {cum / 1e6:7.3f} {name.strip()}")
+
+
+def preload(repeats: int) -> None:
+    for _ in range(repeats):
+        for mode in ("none", "context"):
+            t0 = time.perf_counter()
+            out = subprocess.run([PY, "-c", CHILD_PRELOAD, mode], capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            line = out.stdout.strip() or out.stderr.strip()[-300:]
+            print(f"{line}  wall {wall:.3f}", flush=True)
+
+
+def exit_cost(repeats: int, gib: float) -> None:
+    for _ in range(repeats):
+        for mode in ("normal", "fast"):
+            proc = subprocess.Popen(
+                [PY, "-c", CHILD_EXIT, mode, str(gib)], stdout=subprocess.PIPE, text=True
+            )
+            assert proc.stdout is not None
+            last = float(proc.stdout.readline())
+            proc.wait()
+            done = time.clock_gettime(time.CLOCK_MONOTONIC)
+            print(f"exit {mode:6s} {gib:.1f} GiB: {done - last:.3f} s", flush=True)
+
+
+def guards(model: str, windows: int, seq_len: int, device: str) -> None:
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from editproof.evalconfig import EvaluationConfig
+    from editproof.evaluation import Evaluator
+    from editproof.guards.chain import default_guards, measure_all
+
+    config = EvaluationConfig(
+        baseline=model,
+        n_preview=windows,
+        n_final=windows,
+        seq_len=seq_len,
+        guards=False,
+        device=device,
+    )
+    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
+    ev = Evaluator(config)
+    for round_ in range(3):
+        for guard in default_guards():
+            sync()
+            t0 = time.perf_counter()
+            measure_all(ev.model.model, ev.guard_ctx, ev.tier.guards, [guard])
+            sync()
+            print(f"round {round_} {guard.name:10s} {time.perf_counter() - t0:.3f} s", flush=True)
+        sync()
+        t0 = time.perf_counter()
+        measure_all(ev.model.model, ev.guard_ctx, ev.tier.guards)
+        sync()
+        print(f"round {round_} all        {time.perf_counter() - t0:.3f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("parts", nargs="*", default=["importtime", "preload", "exit"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gib", type=float, default=13.5)
+    parser.add_argument("--model", default="")
+    parser.add_argument("--windows", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    for part in args.parts:
+        t0 = time.perf_counter()
+        if part == "importtime":
+            importtime()
+        elif part == "preload":
+            preload(args.repeats)
+        elif part == "exit":
+            exit_cost(args.repeats, args.gib)
+        elif part == "guards":
+            guards(args.model, args.windows, args.seq_len, args.device)
+        print(f"== {part}: {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
