@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md ("GPU speed"), in one device call on one H200:
-#   bash bench/h200_issue9.sh [evaluate|throughput|guards|suite|edits|digest|peer64|peer200|ray ...]
+#   bash bench/h200_issue9.sh [evaluate|edges|throughput|guards|suite|edits|digest|peer64|peer200|ray ...]
 #   (default: the first five; peer* need the invarlock wheel, ray needs Ray, on the path)
 # Writes every figure under $OUT (or /tmp/ep-out): evaluate timings + /usr/bin/time output,
 # eval_throughput, guards per scenario and the subset suite on the Mistral-7B shape.
@@ -17,12 +17,15 @@ for part in $parts; do
   start=$(date +%s.%N)
   case $part in
     evaluate)
-      # 64+64 twice (the second finds the token cache and the tokenizer's facts), then
-      # 200+200; then 64+64 through transformers' forward, for its cost and its numbers.
+      # 64+64 three times (the later ones find the token cache and the tokenizer's facts),
+      # then 200+200; then 64+64 without the CUDA start beside the imports and without the
+      # fast exit (64-off), and 64+64 through transformers' forward (64-t), for their costs.
       rm -rf "$W"/ev*
-      for run in 64-a 64-b 200-a 64-t; do
+      for run in 64-a 64-b 64-c 200-a 64-off 64-t; do
         n=${run%-*}
         forward=auto; [ "$run" = 64-t ] && forward=transformers
+        edges=1; [ "$run" = 64-off ] && edges=0
+        EDITPROOF_PRELOAD=$edges EDITPROOF_FAST_EXIT=$edges \
         /usr/bin/time -v python3 -m editproof evaluate --baseline "$CFG" --forward $forward \
           --edit quant_rtn:8:32:attn --windows "$n" --seq-len 512 --out "$W/ev$run" --quiet \
           > "$OUT/ev$run.stdout" 2> "$OUT/ev$run.time"
@@ -32,6 +35,9 @@ for part in $parts; do
       done
       python3 bench/forward_compare.py "$W/ev64-b/evaluation.report.json" \
         "$W/ev64-t/evaluation.report.json" | tee "$OUT/forward_compare.txt" ;;
+    edges)
+      # torch's import by module, the CUDA start beside the imports, the exit's teardown.
+      python3 bench/process_edges.py importtime preload exit --repeats 3 | tee "$OUT/edges.txt" ;;
     throughput)
       python3 bench/eval_throughput.py --model mistral-7b --windows 128 --seq-len 512 \
         --batch-size 8,16,32 --repeats 2 | tee "$OUT/throughput.txt" ;;
