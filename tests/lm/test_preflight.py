@@ -167,6 +167,28 @@ def test_size_disagrees_with_dtype_and_shape(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("spans", "match"),
+    [
+        ([[0, 16], [8, 24]], r"tensor 'b' data_offsets \[8, 24\] overlaps the tensor before it"),
+        ([[0, 16], [0, 16]], r"tensor '[ab]' data_offsets \[0, 16\] overlaps the tensor before"),
+        ([[4, 20], [20, 36]], r"tensor 'a' data_offsets \[4, 20\] leaves a gap"),
+    ],
+)
+def test_tensors_must_tile_the_data_section(
+    tmp_path: Path, spans: list[list[int]], match: str
+) -> None:
+    """Overlapping or gapped tensors are refused from the header, as safetensors refuses
+    them (a reader that trusts the offsets would otherwise hand out the same bytes twice)."""
+    header = {
+        name: {"dtype": "F32", "shape": [4], "data_offsets": span}
+        for name, span in zip("ab", spans, strict=True)
+    }
+    raw = json.dumps(header).encode()
+    end = max(stop for _, stop in spans)
+    _corrupt(tmp_path, struct.pack("<Q", len(raw)) + raw + bytes(end), match)
+
+
+@pytest.mark.parametrize(
     ("entry", "match"),
     [
         ("nope", "not a JSON object"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,12 +138,38 @@ def weights_entry(path: Path) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a safetensors file: its dtype name, shape, and ``[begin, end)`` byte
+    offsets inside the data section."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """A safetensors file's checked header: where its data section starts, its tensors."""
+
+    path: Path
+    data_start: int
+    tensors: dict[str, TensorEntry]
+
+
 def check_safetensors(path: Path) -> set[str]:
-    """Validate a safetensors file from its header alone; returns the tensor names.
+    """Validate a safetensors file from its header alone; returns the tensor names."""
+    return set(read_header(path).tensors)
+
+
+def read_header(path: Path) -> SafetensorsHeader:
+    """A safetensors file's header, validated without reading the tensor data.
 
     The layout is an 8-byte little-endian header length ``n``, ``n`` bytes of JSON, then
-    the data section. Every tensor's ``data_offsets`` must lie inside the data section,
-    match its dtype and shape, and the file must end exactly where the last tensor ends.
+    the data section. Every tensor's ``data_offsets`` must lie inside the data section and
+    match its dtype and shape, and the tensors must tile the data section exactly, in
+    offset order, with no gap and no overlap (as the safetensors library requires).
     """
     try:
         size = path.stat().st_size
@@ -167,8 +194,7 @@ def check_safetensors(path: Path) -> set[str]:
     if not isinstance(header, dict):
         raise _corrupt(path, "header is not a JSON object")
     data_bytes = size - 8 - n
-    end = 0
-    names = set()
+    entries: dict[str, TensorEntry] = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -185,15 +211,22 @@ def check_safetensors(path: Path) -> set[str]:
                 f"tensor '{name}' ({info['dtype']} {info['shape']}) needs {needed} bytes but "
                 f"its data_offsets span {stop - begin}",
             )
-        end = max(end, stop)
-        names.add(name)
+        entries[name] = TensorEntry(info["dtype"], tuple(info["shape"]), begin, stop)
+    end = 0
+    for name, entry in sorted(entries.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
+        if entry.begin != end:
+            where = "overlaps the tensor before it" if entry.begin < end else "leaves a gap"
+            raise _corrupt(
+                path, f"tensor '{name}' data_offsets [{entry.begin}, {entry.end}] {where}"
+            )
+        end = entry.end
     if end != data_bytes:
         raise _corrupt(
             path,
             f"file is {size} bytes but its header ends at byte {8 + n} and its tensors at "
             f"{8 + n + end} (expected the file to end there)",
         )
-    return names
+    return SafetensorsHeader(path, 8 + n, entries)
 
 
 def _tensor_span(path: Path, name: str, info: Any) -> tuple[int, int, int | None]:

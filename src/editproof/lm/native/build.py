@@ -26,6 +26,8 @@ from editproof.lm.native.modules import (
     NativeRotaryEmbedding,
     causal_lm_class,
 )
+from editproof.lm.native.read import read_tensors
+from editproof.lm.preflight import read_header
 
 # Non-persistent buffers older checkpoints carry and transformers skips when loading.
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
@@ -140,24 +142,19 @@ def load_native(
     data: dict[str, Any], files: Sequence[Path], device: str, dtype: torch.dtype
 ) -> NativeCausalLM:
     """The model of ``config.json`` ``data`` with its tensors read from the safetensors
-    ``files`` straight to ``device`` (no host copy), cast to ``dtype`` when they are floats."""
-    from safetensors import safe_open
-
+    ``files`` to ``device`` by several threads (:mod:`.read`), cast to ``dtype`` when they
+    are floats."""
     config = NativeConfig(data)
     model = _on_meta(config, dtype)
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt", device=device) as handle:
-                for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                    if key.endswith(_IGNORED_SUFFIXES):
-                        continue
-                    tensor = handle.get_tensor(key)
-                    if tensor.is_floating_point() and tensor.dtype != dtype:
-                        tensor = tensor.to(dtype)
-                    state[key] = tensor
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise InvalidInputError(f"cannot read {file}: {exc}") from None
+    headers = [read_header(file) for file in files]
+    names = {name for header in headers for name in header.tensors}
+    why = key_mismatch(config, {n for n in names if not n.endswith(_IGNORED_SUFFIXES)})
+    if why:  # before a byte is read
+        raise InvalidInputError(f"{files[0].parent}: {why}")
+    state = read_tensors(headers, device, skip=lambda name: name.endswith(_IGNORED_SUFFIXES))
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            state[key] = tensor.to(dtype)
     why = key_mismatch(config, set(state))
     if why:
         raise InvalidInputError(f"{files[0].parent}: {why}")
