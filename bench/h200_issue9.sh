@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md ("GPU speed"), in one device call on one H200:
-#   bash bench/h200_issue9.sh [evaluate|edges|throughput|guards|suite|edits|digest|peer64|peer200|ray ...]
+#   bash bench/h200_issue9.sh [evaluate|preload|edges|throughput|guards|suite|edits|digest|peer64|peer200|ray ...]
 #   (default: the first five; peer* need the invarlock wheel, ray needs Ray, on the path)
 # Writes every figure under $OUT (or /tmp/ep-out): evaluate timings + /usr/bin/time output,
 # eval_throughput, guards per scenario and the subset suite on the Mistral-7B shape.
@@ -35,6 +35,18 @@ for part in $parts; do
       done
       python3 bench/forward_compare.py "$W/ev64-b/evaluation.report.json" \
         "$W/ev64-t/evaluation.report.json" | tee "$OUT/forward_compare.txt" ;;
+    preload)
+      # The CUDA start beside the imports, on and off, three pairs of 64+64 in turn (torch's
+      # import varies by a second between processes on this host: pairs, not single runs).
+      python3 -m editproof evaluate --baseline "$CFG" --edit quant_rtn:8:32:attn --windows 64 \
+        --seq-len 512 --out "$W/ab-warm" --quiet --force > /dev/null 2>&1
+      for i in 1 2 3; do for p in 1 0; do
+        s=$(date +%s.%N)
+        EDITPROOF_PRELOAD=$p python3 -m editproof evaluate --baseline "$CFG" \
+          --edit quant_rtn:8:32:attn --windows 64 --seq-len 512 --out "$W/ab$p$i" --quiet \
+          --force > /dev/null 2>&1
+        python3 -c "import json,time; t=json.load(open('$W/ab$p$i/timings.json')); k=t['keys']; print('preload=$p wall %.2f total %.2f startup %.2f torch %.2f cudawait %.2f' % (time.time()-$s, t['total'], k['startup'], k['imports_torch'], k.get('cuda_start_wait',0)))"
+      done; done | tee "$OUT/preload.txt" ;;
     edges)
       # torch's import by module, the CUDA start beside the imports, the exit's teardown.
       python3 bench/process_edges.py importtime preload exit --repeats 3 | tee "$OUT/edges.txt" ;;

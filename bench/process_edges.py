@@ -13,6 +13,11 @@
   line is the exit's cost.
 - ``guards``: each guard's baseline measurement on the 7B shape, three times in one
   process (the first carries any first-use cost), synchronised.
+- ``guardsgpu``: after a warm call, each guard's baseline measurement (and all together):
+  wall time against the GPU's kernel time and the number of kernels launched.
+
+``guards`` and ``guardsgpu`` take ``--model`` (a ``random:`` config directory, as
+``bench/h200_issue9.sh`` makes) and ``--windows`` per arm.
 """
 
 from __future__ import annotations
@@ -122,7 +127,7 @@ def guards(model: str, windows: int, seq_len: int, device: str) -> None:
         guards=False,
         device=device,
     )
-    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
+    sync = torch.cuda.synchronize
     ev = Evaluator(config)
     for round_ in range(3):
         for guard in default_guards():
@@ -136,6 +141,43 @@ def guards(model: str, windows: int, seq_len: int, device: str) -> None:
         measure_all(ev.model.model, ev.guard_ctx, ev.tier.guards)
         sync()
         print(f"round {round_} all        {time.perf_counter() - t0:.3f} s", flush=True)
+
+
+def guards_gpu(model: str, windows: int, seq_len: int, device: str) -> None:
+    """Warm, then each guard's baseline measurement (and all together): wall time against
+    the GPU's own kernel time (torch.profiler) and the number of kernels."""
+    if not device.startswith("cuda"):
+        raise SystemExit("guardsgpu needs a CUDA device (--device cuda)")
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from editproof.evalconfig import EvaluationConfig
+    from editproof.evaluation import Evaluator
+    from editproof.guards.chain import default_guards, measure_all
+
+    config = EvaluationConfig(
+        baseline=model, n_preview=windows, n_final=windows, seq_len=seq_len, guards=False,
+        device=device,
+    )  # fmt: skip
+    ev = Evaluator(config)
+    m, ctx, policy = ev.model.model, ev.guard_ctx, ev.tier.guards
+    sync = torch.cuda.synchronize
+    for guard in [None, *default_guards()]:
+        chosen = None if guard is None else [guard]
+        measure_all(m, ctx, policy, chosen)
+        sync()
+        t0 = time.perf_counter()
+        measure_all(m, ctx, policy, chosen)
+        sync()
+        wall = time.perf_counter() - t0
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            measure_all(m, ctx, policy, chosen)
+            sync()
+        events = prof.key_averages()
+        gpu = sum(e.self_device_time_total for e in events) / 1e6
+        kernels = sum(e.count for e in events if e.self_device_time_total > 0)
+        name = "all" if guard is None else guard.name
+        print(f"{name:10s} wall {wall:.3f} s  gpu {gpu:.3f} s  kernels {kernels}", flush=True)
 
 
 def main() -> None:
@@ -158,6 +200,8 @@ def main() -> None:
             exit_cost(args.repeats, args.gib)
         elif part == "guards":
             guards(args.model, args.windows, args.seq_len, args.device)
+        elif part == "guardsgpu":
+            guards_gpu(args.model, args.windows, args.seq_len, args.device)
         print(f"== {part}: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
