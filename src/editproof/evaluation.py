@@ -65,8 +65,8 @@ from editproof.lm import (
     preflight_source,
     weight_digest,
 )
-from editproof.lm.anatomy import max_positions
 from editproof.lm.digest import aliases, fingerprints
+from editproof.lm.fit import check_positions, check_vocab
 from editproof.lm.forward import forward_for
 from editproof.lm.integrity import (
     RestoreEvidence,
@@ -157,7 +157,7 @@ class Evaluator:
             native=self._native.get(repr(self.base_src.identity)),
         )
         self.timings["load_baseline"] = self._model.load_seconds
-        _check_positions(self._model, seq_len)
+        check_positions(self._model, seq_len)
         if self.config.batch_size is None:  # auto: from the model, seq_len and the device
             size = auto_batch_size(self._model.model, seq_len)
             self.config = replace(self.config, batch_size=size)
@@ -196,12 +196,15 @@ class Evaluator:
         # so does loading what the guards' first measurement would load.
         with ThreadPoolExecutor(max_workers=2) as pool:
             digest_job = pool.submit(_facts.timed_digest, self._model.model)
-            warm_job = pool.submit(_timed, warm_libraries, self._model.device)
+            warm_job = (
+                pool.submit(_timed, warm_libraries, self._model.device) if config.guards else None
+            )
             nll = self._measure(self._model, "baseline")
             self.timings["measure_baseline"] = nll.telemetry.seconds
             t0 = time.perf_counter()
             self.base_digest, self.timings["digest_baseline"] = digest_job.result()
-            self.timings["guards_warm"] = warm_job.result()
+            if warm_job is not None:
+                self.timings["guards_warm"] = warm_job.result()
             self.timings["digest_baseline_wait"] = time.perf_counter() - t0
         self._sign_baseline(nll)
 
@@ -333,7 +336,7 @@ class Evaluator:
                 native=self._native.get(repr(src.identity)),
             )
             timings["load_subject"] = loaded.load_seconds
-            _check_positions(loaded, self.plan.seq_len)
+            check_positions(loaded, self.plan.seq_len)
             self._check_vocab(loaded, "subject")
         nll = self._measure(loaded, "subject")
         timings["measure_subject"] = nll.telemetry.seconds
@@ -482,19 +485,7 @@ class Evaluator:
         return make_arm(info, preview, final, TelemetryInfo(**nll.telemetry.to_dict()))
 
     def _check_vocab(self, loaded: LoadedModel, role: str) -> None:
-        emb = loaded.model.get_input_embeddings()
-        rows = int(emb.weight.shape[0]) if emb is not None else None
-        top = int(self.stream.max()) if len(self.stream) else 0
-        if rows is not None and top >= rows:
-            why = (
-                "its own tokenizer does not fit the model"
-                if role == "baseline"
-                else "the two models do not share a vocabulary"
-            )
-            raise InvalidInputError(
-                f"{role} '{loaded.source.spec}' has {rows} token embeddings but the baseline "
-                f"tokenizer produces id {top}; {why}"
-            )
+        check_vocab(loaded, int(self.stream.max()) if len(self.stream) else 0, role)
 
     def _judge_guards(
         self,
@@ -561,16 +552,6 @@ def _timed(fn: Callable[[str], None], arg: str) -> float:
     t0 = time.perf_counter()
     fn(arg)
     return time.perf_counter() - t0
-
-
-def _check_positions(loaded: LoadedModel, seq_len: int) -> None:
-    """A window longer than the model's position table cannot be measured."""
-    limit = max_positions(loaded.model)
-    if limit is not None and seq_len > limit[0]:
-        raise UsageError(
-            f"--seq-len {seq_len} is longer than '{loaded.source.spec}' allows: its config "
-            f"has {limit[1]} = {limit[0]}"
-        )
 
 
 def evaluate(
