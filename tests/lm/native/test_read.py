@@ -64,6 +64,15 @@ def test_every_byte_lands_where_the_file_says(
     assert all(t.untyped_storage().nbytes() == t.nbytes for t in got.values() if t.numel())
 
 
+def test_without_preadv_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``os.preadv`` is missing, ``os.pread`` and a copy give the same tensors."""
+    monkeypatch.setattr(read, "BLOCK", 1000)
+    monkeypatch.delattr(read.os, "preadv")
+    file = tmp_path / "t.safetensors"
+    save_file(_tensors(), str(file))
+    _assert_same(read.read_tensors([read_header(file)], "cpu", threads=2), load_file(str(file)))
+
+
 def test_several_files_and_skipped_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(read, "BLOCK", 256)
     tensors = _tensors()

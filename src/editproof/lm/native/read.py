@@ -142,7 +142,7 @@ def _read_into(fds: dict[str, int], block: _Block, buffer: memoryview) -> None:
             fd = fds[block.path] = os.open(block.path, os.O_RDONLY)
         got = 0
         while got < block.length:
-            n = os.preadv(fd, [buffer[got : block.length]], block.offset + got)
+            n = _pread_into(fd, buffer[got : block.length], block.offset + got)
             if n <= 0:
                 raise InvalidInputError(
                     f"cannot read {block.path}: it ended at byte {block.offset + got}, "
@@ -151,6 +151,16 @@ def _read_into(fds: dict[str, int], block: _Block, buffer: memoryview) -> None:
             got += n
     except OSError as exc:
         raise InvalidInputError(f"cannot read {block.path}: {exc.strerror or exc}") from None
+
+
+def _pread_into(fd: int, target: memoryview, offset: int) -> int:
+    """Read into ``target`` at file ``offset``; bytes read (0 at the end of the file).
+    ``os.preadv`` reads in place; where it is missing, ``os.pread`` and one copy."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [target], offset)
+    data = os.pread(fd, len(target), offset)
+    target[: len(data)] = data
+    return len(data)
 
 
 def _close(fds: dict[str, int]) -> None:
