@@ -15,7 +15,8 @@ One call of this script, on one machine:
    after one untimed warm-up batch;
 4. per window count, runs each tool as its own process, timed around the subprocess with
    ``time.perf_counter`` (interpreter start and imports included), with the peak host RSS
-   of that process (``os.wait4``) and, where ``nvidia-smi`` exists, its sampled peak GPU use:
+   of that process (``os.wait4`` in a small launcher process: see :data:`LAUNCHER`) and,
+   where ``nvidia-smi`` exists, its sampled peak GPU use:
 
    - ``python -m invarlock evaluate --baseline M --subject M --edit-config E --preset P
      --profile dev|ci --device D --timing`` (E: quant_rtn 8-bit, attn, max_modules 12, group
@@ -314,20 +315,41 @@ class GpuSampler:
         return max(0.0, self.peak - self.idle) / GIB
 
 
+# Runs one command and reports its own peak RSS. On Linux a process's ``ru_maxrss`` also
+# carries the high-water mark of the process it was forked from (exec records the old
+# address space's peak): children of this script, which holds the whole model in host memory
+# while saving it, would all report at least the model's size. A small launcher in between
+# gives the measured child a small parent.
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+cmd, out = json.loads(sys.argv[1]), sys.argv[2]
+t0 = time.perf_counter()
+proc = subprocess.Popen(cmd)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - t0
+rc = os.waitstatus_to_exitcode(status)
+with open(out, "w") as fh:
+    json.dump({"wall_s": wall, "rc": rc, "maxrss_kib": usage.ru_maxrss}, fh)
+"""
+
+
 def run_child(cmd: list[str], cwd: Path, env: dict, log: Path, gpu: str | None) -> dict:
-    """Run ``cmd``; its wall (perf_counter around the process), exit code, peak RSS, GPU."""
+    """Run ``cmd`` through :data:`LAUNCHER`: its wall (perf_counter around the process, in
+    the launcher), exit code, its own peak RSS, and the sampled peak GPU use."""
     cwd.mkdir(parents=True, exist_ok=True)
+    result = log.with_suffix(".rusage.json")
+    result.unlink(missing_ok=True)
     with log.open("wb") as fh, GpuSampler(gpu) as sampler:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run(
+            [sys.executable, "-c", LAUNCHER, json.dumps(cmd), str(result)],
+            cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False,
+        )  # fmt: skip
+    measured = json.loads(result.read_text())
     return {
         "cmd": cmd,
-        "rc": proc.returncode,
-        "wall_s": wall,
-        "peak_rss_gib": usage.ru_maxrss * 1024 / GIB,  # Linux: KiB
+        "rc": measured["rc"],
+        "wall_s": measured["wall_s"],
+        "peak_rss_gib": measured["maxrss_kib"] * 1024 / GIB,  # Linux: KiB
         "peak_gpu_gib": sampler.peak_gib(),
         "log": str(log),
     }
