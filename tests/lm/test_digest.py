@@ -35,3 +35,38 @@ def test_bf16_bytes_hash() -> None:
     t = torch.arange(10, dtype=torch.bfloat16)
     assert tensor_sha256(t) == tensor_sha256(t.clone())
     assert tensor_sha256(t) != tensor_sha256(t.to(torch.float32))
+
+
+def _reference_fingerprint(t: torch.Tensor) -> tuple[int, int]:
+    """The same sums in plain Python over the raw bytes: int32 words (else bytes),
+    positions from 1, wrapped to a signed 64-bit integer."""
+    import numpy as np
+
+    raw = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    words = raw.view(np.int32) if raw.size % 4 == 0 else raw
+    total = sum(int(w) for w in words)
+    weighted = sum(int(w) * (i + 1) for i, w in enumerate(words))
+
+    def wrap(v: int) -> int:
+        v &= (1 << 64) - 1
+        return v - (1 << 64) if v >= 1 << 63 else v
+
+    return wrap(total), wrap(weighted)
+
+
+def test_fingerprints_are_the_wrapped_sums_of_each_tensors_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every tensor's (dtype, shape, sum, position-weighted sum), as an independent plain
+    Python computation gives them, across chunk boundaries and for byte-sized tensors."""
+    import editproof.lm.digest as digest
+
+    monkeypatch.setattr(digest, "_FP_CHUNK", 7)  # many chunks per tensor
+    model = torch.nn.Module()
+    model.w = torch.nn.Parameter(torch.randn(5, 9).to(torch.bfloat16))
+    model.register_buffer("odd", torch.arange(-3, 4, dtype=torch.int8))  # 7 bytes
+    model.register_buffer("big", torch.full((6,), 2**31 - 1, dtype=torch.int32))
+    got = digest.fingerprints(model)
+    assert set(got) == {"w", "odd", "big"}
+    for name, t in model.state_dict().items():
+        assert got[name] == (str(t.dtype), tuple(t.shape), *_reference_fingerprint(t)), name

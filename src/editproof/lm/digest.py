@@ -119,21 +119,31 @@ def fingerprints(model: Any) -> dict[str, tuple[str, tuple[int, ...], int, int]]
     """
     import torch
 
-    out: dict[str, tuple[str, tuple[int, ...], int, int]] = {}
+    sums: dict[str, Any] = {}
+    state = model.state_dict()
     with torch.no_grad():
-        for name, t in model.state_dict().items():
+        for name, t in state.items():
             raw = _raw_bytes(t)
             words = raw.view(torch.int32) if raw.numel() % 4 == 0 else raw
-            total = torch.zeros((), dtype=torch.int64, device=raw.device)
-            weighted = torch.zeros((), dtype=torch.int64, device=raw.device)
+            pair = torch.zeros(2, dtype=torch.int64, device=raw.device)
             # Chunks bound the int64 scratch (a 1 GB embedding would need 6 GB at once).
             for lo in range(0, words.numel(), _FP_CHUNK):
                 x = words[lo : lo + _FP_CHUNK].to(torch.int64)
                 pos = torch.arange(lo + 1, lo + 1 + x.numel(), device=x.device, dtype=torch.int64)
-                total += x.sum()
-                weighted += (x * pos).sum()
-            out[name] = (str(t.dtype), tuple(t.shape), int(total), int(weighted))
-    return out
+                pair[0] += x.sum()
+                pair[1] += (x * pos).sum()
+            sums[name] = pair
+        # One read back per device, not two per tensor (each a wait for the device).
+        by_device: dict[Any, list[str]] = {}
+        for name, pair in sums.items():
+            by_device.setdefault(pair.device, []).append(name)
+        values: dict[str, list[int]] = {}
+        for names in by_device.values():
+            values.update(zip(names, torch.stack([sums[n] for n in names]).tolist(), strict=True))
+    return {
+        name: (str(t.dtype), tuple(t.shape), values[name][0], values[name][1])
+        for name, t in state.items()
+    }
 
 
 def hash_threads() -> int:
