@@ -193,3 +193,32 @@ def test_a_checkpoint_that_does_not_fit_fails_in_one_line(tmp_path: Path) -> Non
     save_file({**tensors, key: tensors[key].to(torch.int32)}, str(file))
     with pytest.raises(InvalidInputError, match=rf"'{key}' is int32, not a floating-point"):
         load_native(data, [file], "cpu", torch.float32)
+
+
+def test_a_checkpoint_that_does_not_fit_fails_before_a_byte_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shapes and dtypes are checked from the headers: a huge or wrong tensor costs
+    nothing to refuse."""
+    from safetensors.torch import load_file, save_file
+
+    import editproof.lm.native.build as build
+    from editproof.errors import InvalidInputError
+    from tests.models import tiny_model
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the tensor data was read")
+
+    monkeypatch.setattr(build, "read_tensors", no_reading)
+    folder = tmp_path / "m"
+    tiny_model("llama").save_pretrained(str(folder))
+    data = json.loads((folder / "config.json").read_text())
+    file = folder / "model.safetensors"
+    tensors = load_file(str(file))
+    key = "model.layers.1.self_attn.q_proj.weight"
+    save_file({**tensors, key: torch.zeros(4096, 4096)}, str(file))
+    with pytest.raises(InvalidInputError, match=rf"tensor '{key}' has shape \[4096, 4096\]"):
+        load_native(data, [file], "cpu", torch.float32)
+    save_file({**tensors, key: tensors[key].to(torch.int8)}, str(file))
+    with pytest.raises(InvalidInputError, match=rf"'{key}' is int8, not a floating-point"):
+        load_native(data, [file], "cpu", torch.float32)

@@ -26,7 +26,7 @@ from editproof.lm.native.modules import (
     NativeRotaryEmbedding,
     causal_lm_class,
 )
-from editproof.lm.native.read import read_tensors
+from editproof.lm.native.read import read_tensors, torch_dtype
 from editproof.lm.preflight import read_header
 
 # Non-persistent buffers older checkpoints carry and transformers skips when loading.
@@ -147,29 +147,34 @@ def load_native(
     config = NativeConfig(data)
     model = _on_meta(config, dtype)
     headers = [read_header(file) for file in files]
-    names = {name for header in headers for name in header.tensors}
-    why = key_mismatch(config, {n for n in names if not n.endswith(_IGNORED_SUFFIXES)})
-    if why:  # before a byte is read
-        raise InvalidInputError(f"{files[0].parent}: {why}")
-    state = read_tensors(headers, device, skip=lambda name: name.endswith(_IGNORED_SUFFIXES))
-    for key, tensor in state.items():
-        if tensor.is_floating_point() and tensor.dtype != dtype:
-            state[key] = tensor.to(dtype)
-    why = key_mismatch(config, set(state))
+    where = files[0].parent
+    wanted = {
+        name: entry
+        for header in headers
+        for name, entry in header.tensors.items()
+        if not name.endswith(_IGNORED_SUFFIXES)
+    }
+    # Names, dtypes and shapes are checked from the headers, before a byte is read.
+    why = key_mismatch(config, set(wanted))
     if why:
-        raise InvalidInputError(f"{files[0].parent}: {why}")
+        raise InvalidInputError(f"{where}: {why}")
     expected = model.state_dict()
-    for key, tensor in state.items():
-        if not tensor.is_floating_point():
+    for key, entry in wanted.items():
+        held = torch_dtype(entry.dtype)
+        if held is not None and not held.is_floating_point:
             raise InvalidInputError(
-                f"{files[0].parent}: tensor '{key}' is {str(tensor.dtype).removeprefix('torch.')}"
+                f"{where}: tensor '{key}' is {str(held).removeprefix('torch.')}"
                 ", not a floating-point weight"
             )
-        if tuple(tensor.shape) != tuple(expected[key].shape):
+        if entry.shape != tuple(expected[key].shape):
             raise InvalidInputError(
-                f"{files[0].parent}: tensor '{key}' has shape {list(tensor.shape)}, the config "
+                f"{where}: tensor '{key}' has shape {list(entry.shape)}, the config "
                 f"asks for {list(expected[key].shape)}"
             )
+    state = read_tensors(headers, device, skip=lambda name: name.endswith(_IGNORED_SUFFIXES))
+    for key, tensor in state.items():
+        if tensor.dtype != dtype:
+            state[key] = tensor.to(dtype)
     model.load_state_dict(state, strict=False, assign=True)
     _rotary_buffers(model, device)
     model.tie_weights()

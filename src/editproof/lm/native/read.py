@@ -51,6 +51,11 @@ _DTYPES: dict[str, torch.dtype] = {
 }
 
 
+def torch_dtype(name: str) -> torch.dtype | None:
+    """The torch dtype of a safetensors dtype name, None for one this reader does not load."""
+    return _DTYPES.get(name)
+
+
 @dataclass
 class _Block:
     """One read: ``length`` bytes at file offset ``offset``, landing in ``parts`` (the
@@ -80,7 +85,7 @@ def read_tensors(
         for name, entry in entries:
             if skip(name):
                 continue
-            dtype = _DTYPES.get(entry.dtype)
+            dtype = torch_dtype(entry.dtype)
             if dtype is None:
                 raise InvalidInputError(
                     f"cannot read {header.path}: tensor '{name}' has dtype {entry.dtype}, "
