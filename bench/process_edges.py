@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -111,24 +112,25 @@ def exit_cost(repeats: int, gib: float) -> None:
             print(f"exit {mode:6s} {gib:.1f} GiB: {done - last:.3f} s", flush=True)
 
 
+def _baseline_evaluator(model: str, windows: int, seq_len: int, device: str) -> Any:
+    """An Evaluator with the baseline loaded and measured, its guards not yet signed."""
+    from editproof.evalconfig import EvaluationConfig
+    from editproof.evaluation import Evaluator
+
+    config = EvaluationConfig(
+        baseline=model, n_preview=windows, n_final=windows, seq_len=seq_len, guards=False,
+        device=device,
+    )  # fmt: skip
+    return Evaluator(config)
+
+
 def guards(model: str, windows: int, seq_len: int, device: str) -> None:
     import torch
 
-    sys.path.insert(0, str(HERE))
-    from editproof.evalconfig import EvaluationConfig
-    from editproof.evaluation import Evaluator
     from editproof.guards.chain import default_guards, measure_all
 
-    config = EvaluationConfig(
-        baseline=model,
-        n_preview=windows,
-        n_final=windows,
-        seq_len=seq_len,
-        guards=False,
-        device=device,
-    )
-    sync = torch.cuda.synchronize
-    ev = Evaluator(config)
+    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
+    ev = _baseline_evaluator(model, windows, seq_len, device)
     for round_ in range(3):
         for guard in default_guards():
             sync()
@@ -151,15 +153,9 @@ def guards_gpu(model: str, windows: int, seq_len: int, device: str) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from editproof.evalconfig import EvaluationConfig
-    from editproof.evaluation import Evaluator
     from editproof.guards.chain import default_guards, measure_all
 
-    config = EvaluationConfig(
-        baseline=model, n_preview=windows, n_final=windows, seq_len=seq_len, guards=False,
-        device=device,
-    )  # fmt: skip
-    ev = Evaluator(config)
+    ev = _baseline_evaluator(model, windows, seq_len, device)
     m, ctx, policy = ev.model.model, ev.guard_ctx, ev.tier.guards
     sync = torch.cuda.synchronize
     for guard in [None, *default_guards()]:

@@ -174,17 +174,23 @@ def test_resize_keeps_rows_and_updates_sizes(tmp_path: Path) -> None:
         assert (model.lm_head.weight is new) == bool(data["tie_word_embeddings"])
 
 
-def test_a_checkpoint_that_does_not_fit_fails_in_one_line(tmp_path: Path) -> None:
-    from safetensors.torch import load_file, save_file
+def _tiny_checkpoint(folder: Path, arch: str) -> tuple[dict, Path, dict[str, torch.Tensor]]:
+    """A tiny model saved to ``folder``: its config, its safetensors file and tensors."""
+    from safetensors.torch import load_file
 
-    from editproof.errors import InvalidInputError
     from tests.models import tiny_model
 
-    folder = tmp_path / "m"
-    tiny_model("mistral").save_pretrained(str(folder))
-    data = json.loads((folder / "config.json").read_text())
+    tiny_model(arch).save_pretrained(str(folder))
     file = folder / "model.safetensors"
-    tensors = load_file(str(file))
+    return json.loads((folder / "config.json").read_text()), file, load_file(str(file))
+
+
+def test_a_checkpoint_that_does_not_fit_fails_in_one_line(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from editproof.errors import InvalidInputError
+
+    data, file, tensors = _tiny_checkpoint(tmp_path / "m", "mistral")
     key = "model.layers.0.mlp.up_proj.weight"
     save_file({**tensors, key: tensors[key][:-1].contiguous()}, str(file))
     with pytest.raises(InvalidInputError, match=rf"tensor '{key}' has shape \[63, 32\]") as bad:
@@ -200,21 +206,16 @@ def test_a_checkpoint_that_does_not_fit_fails_before_a_byte_is_read(
 ) -> None:
     """Shapes and dtypes are checked from the headers: a huge or wrong tensor costs
     nothing to refuse."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     import editproof.lm.native.build as build
     from editproof.errors import InvalidInputError
-    from tests.models import tiny_model
 
     def no_reading(*args: object, **kwargs: object) -> None:
         raise AssertionError("the tensor data was read")
 
     monkeypatch.setattr(build, "read_tensors", no_reading)
-    folder = tmp_path / "m"
-    tiny_model("llama").save_pretrained(str(folder))
-    data = json.loads((folder / "config.json").read_text())
-    file = folder / "model.safetensors"
-    tensors = load_file(str(file))
+    data, file, tensors = _tiny_checkpoint(tmp_path / "m", "llama")
     key = "model.layers.1.self_attn.q_proj.weight"
     save_file({**tensors, key: torch.zeros(4096, 4096)}, str(file))
     with pytest.raises(InvalidInputError, match=rf"tensor '{key}' has shape \[4096, 4096\]"):

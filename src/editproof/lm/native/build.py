@@ -146,6 +146,8 @@ def load_native(
     are floats."""
     config = NativeConfig(data)
     model = _on_meta(config, dtype)
+    # Read again here, not taken from the forward's plan: the offsets the threads read at
+    # must be those of the file as it is now.
     headers = [read_header(file) for file in files]
     where = files[0].parent
     wanted = {
