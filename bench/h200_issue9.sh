@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md ("GPU speed"), in one device call on one H200:
-#   bash bench/h200_issue9.sh [evaluate|preload|edges|throughput|guards|suite|edits|digest|peer64|peer200|ray ...]
+#   bash bench/h200_issue9.sh [evaluate|ahead|preload|edges|throughput|guards|suite|edits|digest|peer64|peer200|ray ...]
 #   (default: the first five; peer* need the invarlock wheel, ray needs Ray, on the path)
 # Writes every figure under $OUT (or /tmp/ep-out): evaluate timings + /usr/bin/time output,
 # eval_throughput, guards per scenario and the subset suite on the Mistral-7B shape.
@@ -35,6 +35,22 @@ for part in $parts; do
       done
       python3 bench/forward_compare.py "$W/ev64-b/evaluation.report.json" \
         "$W/ev64-t/evaluation.report.json" | tee "$OUT/forward_compare.txt" ;;
+    ahead)
+      # Modules compiled ahead by worker processes (src/editproof/_compile_ahead.py; on this
+      # host Python neither finds nor writes bytecode): a first run that writes the list,
+      # then 64+64 with it on and off in turn (five on, four off), then 200+200 on.
+      rm -rf "$EDITPROOF_CACHE/compile-ahead"
+      for run in 64-first 64-on1 64-off1 64-on2 64-off2 64-on3 64-off3 64-on4 64-off4 \
+          64-on5 200-on; do
+        n=${run%%-*}
+        ca=1; case $run in *off*) ca=0;; esac
+        s=$(date +%s.%N)
+        EDITPROOF_COMPILE_AHEAD=$ca python3 -m editproof evaluate --baseline "$CFG" \
+          --edit quant_rtn:8:32:attn --windows "$n" --seq-len 512 --out "$W/ca$run" --quiet \
+          --force > "$OUT/ca$run.stdout" 2>&1
+        python3 -c "import json,time; t=json.load(open('$W/ca$run/timings.json')); k=t['keys']; print('$run wall %.2f total %.2f startup %.2f torch %.2f warmup %.2f guards %.2f+%.2f measure %.2f+%.2f' % (time.time()-$s, t['total'], k['startup'], k['imports_torch'], k['warmup'], k['guards_baseline'], k['guards_subject'], k['measure_baseline'], k['measure_subject']), t.get('compile_ahead'), 'span', t['overlapped'].get('compile_ahead'))"
+      done | tee "$OUT/ahead.txt"
+      for run in 64-on5 64-off4 200-on; do cp "$W/ca$run/timings.json" "$OUT/ca$run.timings.json"; done ;;
     preload)
       # The CUDA start beside the imports, on and off, three pairs of 64+64 in turn (torch's
       # import varies by a second between processes on this host: pairs, not single runs).

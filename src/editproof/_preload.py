@@ -52,10 +52,15 @@ def option_value(args: list[str], name: str, default: str) -> str:
     return value
 
 
+def runs_model(args: list[str]) -> bool:
+    """Whether ``args`` run a command of :data:`COMMANDS` (not its help)."""
+    return bool(args) and args[0] in COMMANDS and not any(a in ("--help", "-h") for a in args)
+
+
 def for_command(args: list[str]) -> bool:
     """Start the thread when ``args`` run a command of :data:`COMMANDS` on a CUDA device;
     whether it was started."""
-    if not args or args[0] not in COMMANDS or any(a in ("--help", "-h") for a in args):
+    if not runs_model(args):
         return False
     index = device_index(option_value(args, "--device", "auto"))
     return index is not None and start(index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ def ended(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(_entry.sys, "exit", normal)
     monkeypatch.setattr("editproof.cli.app.exit_code", lambda args: 3)
     monkeypatch.setattr(_entry._preload, "for_command", lambda args: False)
+    monkeypatch.setattr(_entry._compile_ahead, "start", lambda command: flushed.append("start"))
+    monkeypatch.setattr(_entry._compile_ahead, "finish", lambda command: flushed.append("finish"))
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         monkeypatch.setattr(stream, "flush", lambda name=name: flushed.append(name))
@@ -61,8 +64,10 @@ def test_console_ends_at_once_only_after_commands_that_leave_nothing_running(
     with pytest.raises(Ended) as got:
         _entry.console()
     assert (got.value.how, got.value.code) == (how, 3)
-    if how == "fast":
-        assert ended == ["stdout", "stderr"]  # nothing printed is lost
+    if how == "fast":  # compiled ahead around the command; nothing printed is lost
+        assert ended == ["start", "finish", "stdout", "stderr"]
+    else:
+        assert "start" not in ended
 
 
 def test_fast_exit_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, ended: list[str]) -> None:
@@ -73,13 +78,16 @@ def test_fast_exit_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, ended: lis
     assert got.value.how == "normal"
 
 
-def _console(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _console(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "editproof", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -114,3 +122,31 @@ def test_errors_through_the_console_keep_their_exit_codes(tiny_dir: Path, tmp_pa
     assert missing.returncode == 3, missing.stderr  # docs/cli.md: input not found
     assert missing.stderr.count("error: ") == 1
     assert "Traceback" not in missing.stderr
+
+
+def test_modules_compiled_ahead_give_the_same_evaluation(tiny_dir: Path, tmp_path: Path) -> None:
+    """On a Python that finds no bytecode and writes none, the second evaluation takes its
+    modules from the workers (_compile_ahead) and reports the same numbers."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("compiling ahead needs two CPUs")
+    env = {
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPYCACHEPREFIX": str(tmp_path / "no-bytecode"),
+        "EDITPROOF_CACHE": str(tmp_path / "cache"),
+    }
+    reports, ahead = [], []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        proc = _console(
+            "evaluate", "--baseline", str(tiny_dir), "--edit", "quant_rtn:8:32:all",
+            "--out", str(out), "--quiet", *SMALL, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads((out / "evaluation.report.json").read_text())
+        for result in report["guards"]["results"]:
+            result.pop("seconds")  # the only field that is a clock reading
+        reports.append({k: report[k] for k in ("primary_metric", "guards", "gates", "status")})
+        ahead.append(json.loads((out / "timings.json").read_text())["compile_ahead"])
+    assert ahead[0]["workers"] == 0 and ahead[0]["compiled_here"] > 500
+    assert ahead[1]["workers"] >= 1 and ahead[1]["from_workers"] > 0
+    assert reports[0] == reports[1]

@@ -1,7 +1,10 @@
 """The ``editproof`` console script and ``python -m editproof``: what runs around a command.
 
-Before it: for a command that runs a model in this process on a CUDA device (see
-:data:`editproof._preload.COMMANDS`), the CUDA driver starts on a thread beside the imports.
+Before it, for a command that runs a model in this process (see
+:data:`editproof._preload.COMMANDS`): on a Python that neither finds nor writes bytecode,
+worker processes compile the modules the command will import (``_compile_ahead``; forked
+first, while this is the only thread); on a CUDA device, the CUDA driver starts on a thread
+beside the imports (``_preload``).
 
 After it: those same commands leave nothing that needs an orderly shutdown. They start no
 child process and no Ray cluster, their thread pools are joined, and every file they write
@@ -19,15 +22,20 @@ import contextlib
 import os
 import sys
 
-from editproof import _preload
+from editproof import _compile_ahead, _preload
 
 
 def console() -> None:
     args = sys.argv[1:]
+    command = args[0] if _preload.runs_model(args) else None
+    if command is not None:
+        _compile_ahead.start(command)
     _preload.for_command(args)
     from editproof.cli.app import exit_code
 
     code = exit_code(args)
+    if command is not None:
+        _compile_ahead.finish(command)
     if fast_exit(args):
         for stream in (sys.stdout, sys.stderr):
             # A closed or broken pipe: there is nothing left to lose.

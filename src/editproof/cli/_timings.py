@@ -89,7 +89,12 @@ class ProcessClock:
     def total(self) -> float:
         return time.perf_counter() - self._origin
 
-    def write(self, folder: Path, overlapped: dict[str, float] | None = None) -> Path:
+    def write(
+        self,
+        folder: Path,
+        overlapped: dict[str, float] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> Path:
         total = self.total()
         keys = {k: round(v, 4) for k, v in self.keys.items()}
         data = {
@@ -102,6 +107,7 @@ class ProcessClock:
             # Work done beside the keys above (a digest thread), not part of their sum.
             "overlapped": {k: round(v, 4) for k, v in (overlapped or {}).items()},
             "host_memory": host_memory(),
+            **(extra or {}),
         }
         path = folder / TIMINGS_NAME
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from editproof import _preload
+from editproof import _compile_ahead, _preload
 from editproof.cli import _options as _o
 from editproof.cli._progress import ProgressView
 from editproof.errors import EXIT_GATES_FAILED
@@ -159,7 +159,10 @@ def evaluate(
         overlapped["cuda_start"] = imported.cuda_start
     if "context" in _preload.state:  # the driver's start, beside the imports (cli/_entry.py)
         overlapped["cuda_context"] = float(_preload.state["context"])
-    clock.write(target, overlapped)
+    ahead = _compile_ahead.summary()
+    if "span" in ahead:  # the workers compiling modules beside the imports (cli/_entry.py)
+        overlapped["compile_ahead"] = ahead.pop("span")
+    clock.write(target, overlapped, {"compile_ahead": ahead} if ahead else None)
     if not quiet:
         typer.echo(f"report: {target / REPORT_NAME}")
         typer.echo(clock.summary())
