@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md ("GPU speed"), in one device call on one H200:
-#   bash bench/h200_issue9.sh [evaluate|ahead|preload|edges|throughput|guards|suite|edits|digest|peer64|peer200|ray ...]
+#   bash bench/h200_issue9.sh [evaluate|ahead|suiteahead|preload|edges|throughput|guards|suite|edits|digest|peer64|peer200|ray ...]
 #   (default: the first five; peer* need the invarlock wheel, ray needs Ray, on the path)
 # Writes every figure under $OUT (or /tmp/ep-out): evaluate timings + /usr/bin/time output,
 # eval_throughput, guards per scenario and the subset suite on the Mistral-7B shape.
@@ -51,6 +51,17 @@ for part in $parts; do
         python3 -c "import json,time; t=json.load(open('$W/ca$run/timings.json')); k=t['keys']; print('$run wall %.2f total %.2f startup %.2f torch %.2f warmup %.2f guards %.2f+%.2f measure %.2f+%.2f' % (time.time()-$s, t['total'], k['startup'], k['imports_torch'], k['warmup'], k['guards_baseline'], k['guards_subject'], k['measure_baseline'], k['measure_subject']), t.get('compile_ahead'), 'span', t['overlapped'].get('compile_ahead'))"
       done | tee "$OUT/ahead.txt"
       for run in 64-on5 64-off4 200-on; do cp "$W/ca$run/timings.json" "$OUT/ca$run.timings.json"; done ;;
+    suiteahead)
+      # The suite's model worker with modules compiled ahead: a small suite three times (the
+      # first writes the list, then off, then on); run `suite` after it for the full one.
+      rm -rf "$EDITPROOF_CACHE/compile-ahead"
+      for run in first off on; do
+        ca=1; [ $run = off ] && ca=0
+        (cd bench && EDITPROOF_COMPILE_AHEAD=$ca python3 suite_gpus.py --models mistral-7b \
+          --random --only one --workdir "$W/sa-$run" --json "$OUT/sa-$run.json" -- \
+          --scenario-ids quant_4bit_clean,nan_injection --calibration-runs 2) | tail -1 |
+          python3 -c "import json,sys; d=json.loads(sys.stdin.read()); w=list(d['workers'].values())[0]; print('$run wall', d['wall_s'], d['stdout'], '| worker imports', w['imports'], 'torch', w['imports_torch'], 'process_start', w['process_start'], 'tasks', w['tasks'], w.get('compile_ahead'))"
+      done | tee "$OUT/suiteahead.txt" ;;
     preload)
       # The CUDA start beside the imports, on and off, three pairs of 64+64 in turn (torch's
       # import varies by a second between processes on this host: pairs, not single runs).

@@ -30,6 +30,16 @@ from editproof import _compile_ahead as ca
 on = ca.start("t")
 store = ca._store
 pids = [w.pid for w in store.workers] if store else []
+held = {}
+if os.environ.get("T_FDS") and pids:  # what a running worker holds open
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        fds = os.listdir(f"/proc/{pids[0]}/fd")
+        links = {fd: os.readlink(f"/proc/{pids[0]}/fd/{fd}") for fd in fds}
+        if links.get("1") == os.devnull:
+            held = links
+            break
+        time.sleep(0.005)
 if os.environ.get("T_WAIT"):  # every worker done before the first import
     deadline = time.time() + 60
     while store and store.workers and store.span() is None and time.time() < deadline:
@@ -55,7 +65,7 @@ if os.environ.get("T_REAP"):
         time.sleep(0.02)
     ended = sorted(set(pids) - left)
 print(json.dumps({"on": on, "values": values, "taken": taken, "summary": summary,
-                  "pids": pids, "ended": ended}))
+                  "pids": pids, "ended": ended, "held": held}))
 """
 
 
@@ -207,6 +217,18 @@ def test_workers_end_when_the_importer_stops_listening(tmp_path: Path, two_cpus:
     # Stop at once: the workers are still compiling and must end on their next word.
     second, _ = _run(tmp_path, cache, names[:1], T_REAP="1")
     assert second["pids"] and second["ended"] == sorted(second["pids"])
+
+
+def test_a_worker_holds_none_of_the_importers_pipes(tmp_path: Path, two_cpus: None) -> None:
+    """A caller reading the command's stdout to its end must not wait for a worker."""
+    names = _package(tmp_path, 200)
+    cache = tmp_path / "cache"
+    _run(tmp_path, cache, names)
+    second, _ = _run(tmp_path, cache, names[:1], T_FDS="1")
+    held = second["held"]
+    assert held, "no worker seen running"
+    assert held["0"] == held["1"] == held["2"] == os.devnull
+    assert len(held) == 4 and sum(v.startswith("pipe:") for v in held.values()) == 1
 
 
 def test_off_switches(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -313,9 +313,7 @@ def _fork_workers(store: Store, count: int) -> None:
         if pid == 0:  # the worker: never returns
             status = 0
             try:
-                os.close(r)
-                for other in store.workers:
-                    os.close(other.fd)
+                _keep_only(w)
                 _work(share, region, w)
             except BaseException:
                 status = 1
@@ -324,6 +322,23 @@ def _fork_workers(store: Store, count: int) -> None:
         os.close(w)
         os.set_blocking(r, False)
         store.workers.append(Worker(pid, r, region))
+
+
+def _keep_only(fd: int) -> None:
+    """In a worker: standard streams on ``/dev/null`` and every other descriptor but ``fd``
+    closed, so that no pipe of the importing process (its caller's stdout, a parent's
+    sentinel) stays open because a worker still runs."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(null, std)
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 4096))
+    for other in fds:
+        if other > 2 and other != fd:
+            with contextlib.suppress(OSError):
+                os.close(other)
 
 
 def _work(paths: list[str], region: mmap.mmap, fd: int) -> None:

@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from editproof import _compile_ahead
 from editproof.fileio import atomic_write_text
 from editproof.suite import layout
 from editproof.suite.config import load_config
@@ -183,6 +184,9 @@ def run_worker(
     """Process entry point (spawned by the executor). Its output goes to a log file; its
     own timings (process start, imports, tasks) to ``logs/workers/<id>.timings.json``."""
     entered = time.time()
+    # Modules compiled ahead in worker processes, when this Python compiles from source
+    # (forked now, while this is the process's only thread).
+    _compile_ahead.start("suite-worker")
     log = Path(run_dir) / layout.LOGS / "workers" / f"{worker_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -207,7 +211,7 @@ def run_worker(
     worker = Worker(Path(run_dir), worker_id, model, device)
     code = worker.run()
     done = time.time()
-    timings = {
+    timings: dict[str, object] = {
         "process_start": round(entered - spawned_at, 3) if spawned_at else None,
         "imports": round(ready - entered, 3),
         **{k: round(v, 3) for k, v in imported.timing_keys().items()},
@@ -218,6 +222,10 @@ def run_worker(
         "total": round(done - (spawned_at or entered), 3),
         "exit_code": code,
     }
+    ahead = _compile_ahead.summary()
+    if ahead:
+        timings["compile_ahead"] = ahead
+    _compile_ahead.finish("suite-worker")
     atomic_write_text(log.with_suffix(".timings.json"), json.dumps(timings, indent=2) + "\n")
     raise SystemExit(code)
 
