@@ -143,20 +143,9 @@ def test_the_list_is_removed_once_bytecode_is_cached(tmp_path: Path, two_cpus: N
     _run(tmp_path, cache, names)
     assert _list_file(cache).exists()
     # Bytecode written, then found: nothing is compiled from source, the list goes.
-    _run(
-        tmp_path,
-        cache,
-        names,
-        PYTHONDONTWRITEBYTECODE="",
-        PYTHONPYCACHEPREFIX=str(tmp_path / "pyc"),
-    )
-    _run(
-        tmp_path,
-        cache,
-        names,
-        PYTHONDONTWRITEBYTECODE="",
-        PYTHONPYCACHEPREFIX=str(tmp_path / "pyc"),
-    )
+    writes = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    for _ in ("writes bytecode", "finds it"):
+        _run(tmp_path, cache, names, **writes)
     assert not list((cache / "compile-ahead").glob("t-*.txt"))
 
 
