@@ -268,3 +268,44 @@ def test_the_list_lives_in_the_cache_per_command(
     assert Path(a).parent == tmp_path / "compile-ahead" and a != b
     monkeypatch.setattr(sys, "executable", "/another/python")
     assert _compile_ahead.list_path("evaluate") != a
+
+
+def test_code_that_does_not_read_is_compiled_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's frame that does not unmarshal (or any fault in taking it) falls back to
+    compiling the source: the import never fails because of the workers."""
+    import mmap
+
+    source = b"value = 41 + 1\n"
+    region = mmap.mmap(-1, 4096)
+    region[:20] = _compile_ahead.digest(source) + b"\xff\xff\xff\xff"  # digest, then junk
+    store = _compile_ahead.Store()
+    store.index["/x/m.py"] = (_compile_ahead.Worker(0, -1, region), 0, 16, 4)
+    monkeypatch.setattr(_compile_ahead, "_store", store)
+    loader = _compile_ahead.AheadLoader("m", "/x/m.py")
+    namespace: dict[str, Any] = {}
+    exec(loader.source_to_code(source, "/x/m.py"), namespace)
+    assert namespace["value"] == 42 and store.taken == []
+
+
+def test_no_room_for_workers_leaves_the_import_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """start() never raises: without memory for a region it runs with the workers it made
+    (none), and the loader compiles every module here."""
+    import mmap
+
+    def no_memory(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(_compile_ahead, "enabled", lambda: True)
+    monkeypatch.setattr(_compile_ahead, "read_list", lambda path: ["/x/a.py"])
+    monkeypatch.setattr(_compile_ahead, "_cpus", lambda: 4)
+    monkeypatch.setattr(mmap, "mmap", no_memory)
+    hooks: list[str] = []
+    monkeypatch.setattr(_compile_ahead, "_install_hook", lambda: hooks.append("hook"))
+    monkeypatch.setattr(_compile_ahead, "_store", None)
+    assert _compile_ahead.start("t") and hooks == ["hook"]
+    store = _compile_ahead._store
+    assert store is not None and store.workers == []
+    monkeypatch.setattr(_compile_ahead, "write_list", lambda path, paths: None)
+    _compile_ahead.finish("t")

@@ -59,7 +59,7 @@ HEADER = "editproof compile-ahead 1"
 MAX_FILES = 8000
 MAX_SOURCE_BYTES = 4 << 20
 MAX_WORKERS = 8
-REGION_BYTES = 1 << 30  # address space per worker; only the pages written are memory
+REGION_BYTES = 256 << 20  # address space per worker; only the pages written are memory
 _MAP_FLAGS = (
     mmap.MAP_SHARED | getattr(mmap, "MAP_ANONYMOUS", 0x20) | getattr(mmap, "MAP_NORESERVE", 0)
 )
@@ -107,8 +107,9 @@ class Store:
         worker, at, n_digest, n_code = entry
         if worker.region[at : at + n_digest] != digest(data):
             return None
+        code = marshal.loads(worker.region[at + n_digest : at + n_digest + n_code])
         self.taken.append(path)
-        return marshal.loads(worker.region[at + n_digest : at + n_digest + n_code])
+        return code
 
     def poll(self) -> None:
         """Index what the workers have announced since the last look."""
@@ -174,7 +175,10 @@ class AheadLoader(SourceFileLoader):
     ) -> Any:
         store = _store
         if store is not None and _optimize == -1 and isinstance(data, bytes):
-            code = store.code_for(data, path)
+            try:
+                code = store.code_for(data, path)
+            except Exception:  # a worker's words or frames that do not read: compile here
+                code = None
             if code is not None:
                 return code
         return super().source_to_code(data, path, _optimize=_optimize)
@@ -198,7 +202,9 @@ def start(command: str) -> bool:
     store = Store()
     store.listed = read_list(list_path(command))
     if store.listed:
-        _fork_workers(store, min(MAX_WORKERS, _cpus() - 1))
+        # No memory for a region, no process left: go on with the workers made.
+        with contextlib.suppress(OSError):
+            _fork_workers(store, min(MAX_WORKERS, _cpus() - 1))
     _install_hook()
     _store = store
     return True
@@ -308,8 +314,16 @@ def _fork_workers(store: Store, count: int) -> None:
         if not share:
             break
         region = mmap.mmap(-1, REGION_BYTES, flags=_MAP_FLAGS)
-        r, w = os.pipe()
-        pid = os.fork()
+        r = w = -1
+        try:
+            r, w = os.pipe()
+            pid = os.fork()
+        except OSError:  # leave nothing of this worker behind
+            for fd in (r, w):
+                if fd >= 0:
+                    os.close(fd)
+            region.close()
+            raise
         if pid == 0:  # the worker: never returns
             status = 0
             try:
