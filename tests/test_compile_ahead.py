@@ -137,15 +137,23 @@ def test_the_second_run_takes_the_listed_modules_from_the_workers(
     assert _list_file(cache).read_text().splitlines() == listed  # the others are kept
 
 
+def test_no_list_where_python_caches_bytecode(tmp_path: Path, two_cpus: None) -> None:
+    names = _package(tmp_path, 3)
+    cache = tmp_path / "cache"
+    writes = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    first, _ = _run(tmp_path, cache, names, **writes)
+    assert first["summary"]["compiled_here"] > 0  # compiled once, then cached by Python
+    assert not (cache / "compile-ahead").exists()
+
+
 def test_the_list_is_removed_once_bytecode_is_cached(tmp_path: Path, two_cpus: None) -> None:
     names = _package(tmp_path, 3)
     cache = tmp_path / "cache"
     _run(tmp_path, cache, names)
     assert _list_file(cache).exists()
-    # Bytecode written, then found: nothing is compiled from source, the list goes.
+    # Bytecode written: the next run will not compile these modules, the list goes.
     writes = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
-    for _ in ("writes bytecode", "finds it"):
-        _run(tmp_path, cache, names, **writes)
+    _run(tmp_path, cache, names, **writes)
     assert not list((cache / "compile-ahead").glob("t-*.txt"))
 
 

@@ -16,9 +16,10 @@ the worker compiled exactly the same bytes (a BLAKE2b digest of the source); oth
 compiles the source itself. So a list that is stale, missing or written by someone else
 costs at most the workers' time, never a different module.
 
-Nothing is written but that list: the paths this process compiled from source, in import
-order, then those an earlier run of the command compiled besides; written when the command
-ends (:func:`finish`), and removed once nothing was compiled from source.
+Nothing is written but that list: the paths this process compiled from source and Python
+did not cache as bytecode, in import order, then those an earlier run of the command
+compiled besides; written when the command ends (:func:`finish`). Where Python caches
+bytecode itself, there is no list.
 
 A file that makes the compiler warn is left to the importing process, which shows the
 warning as before. Workers only read regular ``.py`` files of at most
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import marshal
 import mmap
 import os
@@ -212,15 +214,16 @@ def start(command: str) -> bool:
 
 def finish(command: str) -> None:
     """Stop taking code from the workers, and update the list: what this process compiled
-    from source, in order, then what the list held besides (another run of the command
-    may import it: a different forward or data provider). Once this process compiled
-    nothing from source (bytecode is being cached now), the list is removed."""
+    from source and Python did not cache as bytecode, in order, then what the list held
+    besides (another run of the command may import it: a different forward or data
+    provider). When there is no such module (bytecode is cached here), the list is
+    removed, or never written."""
     global _store
     store, _store = _store, None
     if store is None:
         return
     store.close()
-    compiled = list(dict.fromkeys(store.compiled))
+    compiled = [p for p in dict.fromkeys(store.compiled) if not _bytecode_written(p)]
     merged = list(dict.fromkeys([*compiled, *store.listed]))[:MAX_FILES] if compiled else []
     if merged != store.listed:
         write_list(list_path(command), merged)
@@ -285,6 +288,16 @@ def write_list(path: str, paths: list[str]) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _bytecode_written(path: str) -> bool:
+    """Whether Python cached bytecode for ``path`` (then the next run will not compile it)."""
+    if sys.dont_write_bytecode:
+        return False
+    try:
+        return os.path.exists(importlib.util.cache_from_source(path))
+    except (NotImplementedError, ValueError):
+        return False
 
 
 def _cpus() -> int:
