@@ -34,9 +34,12 @@ held = {}
 if os.environ.get("T_FDS") and pids:  # what a running worker holds open
     deadline = time.time() + 10
     while time.time() < deadline:
-        fds = os.listdir(f"/proc/{pids[0]}/fd")
-        links = {fd: os.readlink(f"/proc/{pids[0]}/fd/{fd}") for fd in fds}
-        if links.get("1") == os.devnull:
+        try:  # the worker may be closing descriptors while they are listed
+            fds = os.listdir(f"/proc/{pids[0]}/fd")
+            links = {fd: os.readlink(f"/proc/{pids[0]}/fd/{fd}") for fd in fds}
+        except FileNotFoundError:
+            continue
+        if links.get("1") == os.devnull and len(links) == 4:
             held = links
             break
         time.sleep(0.005)

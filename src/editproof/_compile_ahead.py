@@ -29,7 +29,8 @@ their list does or at their next word after the importing process stops listenin
 Off with fewer than two CPUs, when another thread already runs, without ``os.fork``, or with
 ``EDITPROOF_COMPILE_AHEAD=0``.
 
-This module imports nothing from editproof, so that it can run before anything else.
+Of editproof it imports only :mod:`editproof.fileio` (standard library only), so that it
+can run before anything else.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ from importlib.machinery import (
     SourceFileLoader,
     SourcelessFileLoader,
 )
+from pathlib import Path
 from typing import Any
+
+from editproof.fileio import atomic_write_text, cache_root
 
 HEADER = "editproof compile-ahead 1"
 MAX_FILES = 8000
@@ -248,15 +252,10 @@ def summary() -> dict[str, float]:
 
 def list_path(command: str) -> str:
     """Where ``command``'s list lives: one per interpreter and command, under editproof's
-    cache (``$EDITPROOF_CACHE``, else ``$XDG_CACHE_HOME/editproof``, else
-    ``~/.cache/editproof``, as :func:`editproof.fileio.cache_root`)."""
-    root = os.environ.get("EDITPROOF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "editproof",
-    )
+    cache (:func:`editproof.fileio.cache_root`)."""
     key = "\0".join([sys.executable, sys.version, str(sys.flags.optimize)])
     name = f"{command}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.txt"
-    return os.path.join(os.path.expanduser(root), "compile-ahead", name)
+    return str(cache_root() / "compile-ahead" / name)
 
 
 def read_list(path: str) -> list[str]:
@@ -275,19 +274,12 @@ def read_list(path: str) -> list[str]:
 def write_list(path: str, paths: list[str]) -> None:
     """Write the list atomically (an empty one: remove it); a cache that cannot be written
     is skipped."""
-    if not paths:
-        with contextlib.suppress(OSError):
+    text = "\n".join([HEADER, *(p for p in paths if "\n" not in p)]) + "\n"
+    with contextlib.suppress(OSError):
+        if paths:
+            atomic_write_text(Path(path), text)
+        else:
             os.unlink(path)
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join([HEADER, *(p for p in paths if "\n" not in p)]) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def _bytecode_written(path: str) -> bool:
