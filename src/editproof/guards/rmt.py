@@ -6,6 +6,8 @@ therefore ~1 for unstructured activations and grows when an edit aligns rows/fea
 outlier direction. The guard fails when a family's risk rises by more than ε over the
 baseline's, both measured on the SAME sample windows (the contract pins their token hashes).
 
+The estimator (power iteration, three routes to the same iterates) is in :mod:`._edge_risk`.
+
 Aggregation choice: r is computed per window (T = that window's tokens) and averaged per
 module weighted by tokens, as the reference does. Per-window matrices keep memory at one
 batch of activations, and the MP normalisation stays meaningful for any number of windows.
@@ -28,6 +30,7 @@ from editproof.guards._branches import (
     unchanged_baseline,
     window_hashes,
 )
+from editproof.guards._edge_risk import BATCHED_MAX_TOKENS, EdgeRiskSums
 from editproof.guards.base import MeasureContext, Signature, contract_mismatch
 from editproof.policy.guards import RmtPolicy
 from editproof.report.model import GuardResult
@@ -37,102 +40,6 @@ TOP_MODULES = 5
 
 def _policy(policy: RmtPolicy | Mapping[str, Any]) -> RmtPolicy:
     return policy if isinstance(policy, RmtPolicy) else RmtPolicy.model_validate(policy)
-
-
-def batched_top_singular(z: Any, iters: int, seed: int) -> Any:
-    """Largest singular value of each matrix in ``z`` [B, T, d] by power iteration.
-
-    Only matrix-vector products with Z and Zᵀ are formed (never ZᵀZ). The start vector is
-    drawn from a CPU generator seeded by ``seed`` so it is the same on every device and on
-    both sides of a comparison; a fixed iteration count (no convergence stop) keeps the
-    estimator a deterministic function of the activations.
-    """
-    import torch
-
-    d = z.shape[-1]
-    gen = torch.Generator().manual_seed(seed)
-    v0 = torch.randn(d, generator=gen, dtype=torch.float32).to(z.device)
-    v = (v0 / torch.linalg.vector_norm(v0)).expand(z.shape[0], d).unsqueeze(-1)
-    # On CUDA the matvecs read Z in bf16 (fp32 accumulation): memory-bound, so half the bytes
-    # is half the time; the statistic is compared only with itself measured the same way.
-    work = z.to(torch.bfloat16) if z.device.type == "cuda" else z
-    zt = work.transpose(1, 2)
-    for _ in range(iters):
-        u = torch.bmm(work, v.to(work.dtype)).float()
-        v = torch.bmm(zt, u.to(work.dtype)).float()
-        v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp(min=1e-30)
-    return torch.linalg.vector_norm(torch.bmm(work, v.to(work.dtype)).float(), dim=(1, 2))
-
-
-def top_singular_value(matrix: Any, iters: int, seed: int = 0) -> float:
-    """sigma_max of one 2-D matrix by the guard's power iteration (for tests and tools)."""
-    return float(batched_top_singular(matrix.float().unsqueeze(0), iters, seed)[0])
-
-
-def window_edge_risk(act: Any, mask: Any, iters: int, seed: int) -> tuple[Any, Any]:
-    """Per-window edge risk and token counts of activations ``act`` [B, T, d] under ``mask``.
-
-    Each window is standardized with its own global scalar mean/std over its valid tokens;
-    padded rows are zeroed, which leaves the singular values of the valid rows unchanged.
-    On the CPU, for windows short enough, the same power iteration runs in token space
-    (:func:`_gram_top_singular`): identical iterates, a fraction of the time.
-    """
-    import torch
-
-    a = act.float()
-    m = mask.to(a.dtype).unsqueeze(-1)
-    d = a.shape[-1]
-    tokens = mask.sum(dim=1).to(torch.float32)
-    count = (tokens * d).clamp(min=1)
-    full = bool(mask.all())
-    mean = (a if full else a * m).sum(dim=(1, 2)) / count
-    if a.device.type == "cpu" and a.shape[1] <= _GRAM_MAX_FACTOR * (2 * iters + 1):
-        centred = a - mean[:, None, None]
-        if not full:
-            centred = centred * m
-        sigma = _gram_top_singular(centred, count, iters, seed)
-        return sigma / (tokens.sqrt() + math.sqrt(d)), tokens
-    var = ((a * a) * m).sum(dim=(1, 2)) / count - mean * mean
-    std = var.clamp(min=0).sqrt()
-    # A constant window has no spread: its standardized matrix is zero, risk 0.
-    inv = torch.where(std > 0, 1.0 / std.clamp(min=1e-30), torch.zeros_like(std))
-    z = (a - mean[:, None, None]) * inv[:, None, None] * m
-    sigma = batched_top_singular(z, iters, seed)
-    return sigma / (tokens.sqrt() + math.sqrt(d)), tokens
-
-
-# Token-space iteration when T <= this x (2 iters + 1): the Gram matrix costs T/(2 iters + 1)
-# times the power iteration's flops, but as one GEMM it runs far faster than matrix-vector
-# products on a CPU (demo machine, 8 windows, d = 576 / 1536: 2.9x / 3.1x faster at T = 128,
-# 2.9x / 3.3x at T = 256, 1.3x / 1.3x at T = 512).
-_GRAM_MAX_FACTOR = 25
-
-
-def _gram_top_singular(centred: Any, count: Any, iters: int, seed: int) -> Any:
-    """:func:`batched_top_singular` of the standardized ``centred`` / std, in token space.
-
-    With G = Z Zᵀ (T x T) and u_i = Z v_(i-1), the iteration v_i = Zᵀ u_i / |Zᵀ u_i| gives
-    u_(i+1) = G u_i / sqrt(u_iᵀ G u_i), and sigma_hat = |Z v_iters| = |u_(iters+1)|: the same
-    iterates from the same start vector, without a single product with the T x d matrix
-    inside the loop. Standardization is folded into G as 1/std².
-    """
-    import torch
-
-    d = centred.shape[-1]
-    gram = torch.bmm(centred, centred.transpose(1, 2))
-    var = torch.diagonal(gram, dim1=1, dim2=2).sum(dim=-1) / count
-    std = var.clamp(min=0).sqrt()
-    inv = torch.where(std > 0, 1.0 / std.clamp(min=1e-30), torch.zeros_like(std))
-    gen = torch.Generator().manual_seed(seed)
-    v0 = torch.randn(d, generator=gen, dtype=torch.float32)
-    v0 = v0 / torch.linalg.vector_norm(v0)
-    u = torch.matmul(centred, v0).unsqueeze(-1) * inv[:, None, None]
-    gram = gram * (inv * inv)[:, None, None]
-    for _ in range(iters):
-        w = torch.bmm(gram, u)
-        norm = (u * w).sum(dim=(1, 2), keepdim=True).clamp(min=0).sqrt()
-        u = w / norm.clamp(min=1e-30)
-    return torch.linalg.vector_norm(u, dim=(1, 2))
 
 
 class RmtGuard:
@@ -161,19 +68,18 @@ class RmtGuard:
         emb = embedding_branch(model)
         if emb is not None:
             branches.insert(0, emb)
-        sums: dict[str, Any] = {}
-        weights: dict[str, Any] = {}
+        # Sums stay on the device until the pass ends: a float() per module would stall the
+        # GPU once per module.
+        sums = EdgeRiskSums(pol.power_iters, ctx.seed)
         features: dict[str, int] = {}
 
         def on_output(branch: Branch, out: Any, mask: Any) -> None:
-            risk, tokens = window_edge_risk(out, mask, pol.power_iters, ctx.seed)
-            # Sums stay on the device: a float() here would stall the GPU once per module.
-            sums[branch.name] = sums.get(branch.name, 0.0) + (risk * tokens).sum()
-            weights[branch.name] = weights.get(branch.name, 0.0) + tokens.sum()
+            sums.add(branch.name, out, mask)
             features[branch.name] = int(out.shape[-1])
 
         def finish() -> Signature:
-            return _signature(ctx, contract, branches, sums, weights, features, sample)
+            totals, weights = sums.totals()
+            return _signature(ctx, contract, branches, totals, weights, features, sample)
 
         return ActivationTap(self.name, tuple(indices), branches, on_output, finish, started)
 
@@ -255,22 +161,12 @@ def _signature(
     ctx: MeasureContext,
     contract: dict[str, Any],
     branches: list[Branch],
-    sums: dict[str, Any],
-    weights: dict[str, Any],
+    sums: dict[str, float],
+    weights: dict[str, float],
     features: dict[str, int],
     sample: list[list[int]],
 ) -> Signature:
-    """The signature from the pass's per-module device sums (one transfer for all)."""
-    names = list(sums)
-    if names:
-        import torch
-
-        # On one device: the modules of a model spread over GPUs sit on several.
-        home = torch.as_tensor(sums[names[0]]).device
-        totals = torch.stack([torch.as_tensor(sums[n]).to(home) for n in names]).tolist()
-        counts = torch.stack([torch.as_tensor(weights[n]).to(home) for n in names]).tolist()
-        sums = dict(zip(names, totals, strict=True))
-        weights = dict(zip(names, counts, strict=True))
+    """The signature from the pass's per-module sums of risk x tokens and of tokens."""
     modules: dict[str, dict[str, Any]] = {}
     families: dict[str, float] = {}
     for b in branches:
@@ -304,7 +200,13 @@ def _contract(
             "type": "power_iter",
             "iters": pol.power_iters,
             "init": "randn",
-            "matvec_dtype": "bfloat16 on CUDA, float32 on CPU",
+            "products": (
+                f"CUDA, windows <= {BATCHED_MAX_TOKENS} tokens: token-space Gram A A^T and "
+                "A [v0 | 1] from the activations as they are (bf16/fp16 inputs, fp32 "
+                "accumulation and output), centring and scaling folded in; longer CUDA "
+                "windows: products with Z in bfloat16; CPU: float32"
+            ),
+            "version": 2,
         },
         "seed": seed,
         "standardize": "global scalar mean/std per window",
