@@ -242,3 +242,32 @@ def test_noop_reuses_the_baseline_signature(arm: tuple[Any, MeasureContext, Sign
         )
         assert VarianceGuard().measure(model, touched, POLICY).data != base.data
     assert VarianceGuard().measure(model, noop, POLICY).data == base.data
+
+
+@pytest.mark.parametrize("chunk", [1, variance_mod._QUANTILE_ELEMENTS])
+def test_energy_stats_select_valid_tokens_once_for_all_branches(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Stacked over branches (in chunks of any size) the statistics are those of each
+    branch's valid tokens on their own, padding (huge values) left out; a branch that saw
+    other batches is measured on its own."""
+    monkeypatch.setattr(variance_mod, "_QUANTILE_ELEMENTS", chunk)
+    gen = torch.Generator().manual_seed(4)
+    masks = [torch.ones(3, 10, dtype=torch.bool), torch.ones(2, 7, dtype=torch.bool)]
+    masks[0][1, 6:] = False
+    per_token: dict[str, list[tuple[Any, Any]]] = {}
+    for name in ("a", "b", "c"):
+        batches = []
+        for mask in masks:
+            energy = torch.rand(mask.shape, generator=gen)
+            energy[~mask] = 1e6
+            batches.append((energy, mask))
+        per_token[name] = batches
+    per_token["lone"] = per_token["a"][:1]  # one batch only
+    got = variance_mod.energy_stats(per_token)
+    assert got.keys() == per_token.keys()
+    for name, batches in per_token.items():
+        tokens = torch.cat([e[m] for e, m in batches]).double()
+        mean, median = got[name]
+        assert mean == pytest.approx(float(tokens.mean()), rel=1e-12)
+        assert median == float(tokens.quantile(0.5))

@@ -202,8 +202,9 @@ def run_windows(
             for row, window in enumerate(chunk):
                 ids[row, : len(window)] = torch.as_tensor(list(window), dtype=torch.long)
                 mask[row, : len(window)] = True
+            full = bool(mask.all())  # read on the host, before the copy: no device sync
             ids, mask = ids.to(dev), mask.to(dev)
             set_mask(mask)
             # A uniform batch needs no attention mask (keeps the fastest SDPA kernel).
-            attn = None if bool(mask.all()) else mask.long()
+            attn = None if full else mask.long()
             body(input_ids=ids, attention_mask=attn, use_cache=False)

@@ -126,12 +126,13 @@ class VarianceGuard:
         if same is not None:
             return same.model_copy(update={"seconds": time.perf_counter() - started})
         branches = residual_branches(model)
-        per_token: dict[str, list[Any]] = {}
+        per_token: dict[str, list[tuple[Any, Any]]] = {}
 
         def on_output(branch: Branch, out: Any, mask: Any) -> None:
-            # Each token's mean square over features (fp32 over d), kept on the device.
-            energy = out.float().square().mean(dim=-1)[mask]
-            per_token.setdefault(branch.name, []).append(energy)
+            # Each token's mean square over features (fp32 over d), kept on the device with
+            # the batch's mask: selecting the valid tokens now would stall the GPU per branch.
+            energy = out.float().square().mean(dim=-1)
+            per_token.setdefault(branch.name, []).append((energy, mask))
 
         def finish() -> Signature:
             return _signature(ctx, contract, branches, per_token)
@@ -279,18 +280,10 @@ def _signature(
     ctx: MeasureContext,
     contract: dict[str, Any],
     branches: list[Branch],
-    per_token: dict[str, list[Any]],
+    per_token: dict[str, list[tuple[Any, Any]]],
 ) -> Signature:
-    """Mean and median of each branch's per-token energies (one transfer for all)."""
-    import torch
-
-    stats: dict[str, tuple[float, float]] = {}
-    if per_token:
-        names = list(per_token)
-        tokens = [torch.cat(per_token[n]).double() for n in names]
-        home = tokens[0].device  # a model spread over GPUs has branches on several
-        both = torch.stack([torch.stack([t.mean(), t.quantile(0.5)]).to(home) for t in tokens])
-        stats = dict(zip(names, [tuple(r) for r in both.tolist()], strict=True))
+    """Mean and median of each branch's per-token energies (one transfer per device)."""
+    stats = energy_stats(per_token)
     data = {
         "branches": {
             b.name: {
@@ -305,6 +298,37 @@ def _signature(
         "device": ctx.device,
     }
     return Signature(guard=VarianceGuard.name, contract=contract, data=data)
+
+
+# Elements per torch.quantile call (its input is limited to 2^24).
+_QUANTILE_ELEMENTS = 1 << 23
+
+
+def energy_stats(per_token: dict[str, list[tuple[Any, Any]]]) -> dict[str, tuple[float, float]]:
+    """(mean, median) in float64 of each branch's valid-token energies.
+
+    Branches that saw the same batches (the same mask objects, so the same device) are
+    stacked: one selection of the valid tokens, one mean and one quantile for all of them.
+    """
+    import torch
+
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for name, batches in per_token.items():
+        groups.setdefault(tuple(id(mask) for _, mask in batches), []).append(name)
+    stats: dict[str, tuple[float, float]] = {}
+    for names in groups.values():
+        masks = [mask for _, mask in per_token[names[0]]]
+        valid = torch.cat([m.reshape(-1) for m in masks])
+        step = max(1, _QUANTILE_ELEMENTS // max(1, valid.numel()))
+        for i in range(0, len(names), step):
+            part = names[i : i + step]
+            energy = torch.stack(
+                [torch.cat([e.reshape(-1) for e, _ in per_token[n]]) for n in part]
+            )
+            tokens = energy[:, valid].double()
+            both = torch.stack([tokens.mean(dim=1), tokens.quantile(0.5, dim=1)], dim=1)
+            stats.update(zip(part, [(r[0], r[1]) for r in both.tolist()], strict=True))
+    return stats
 
 
 def _measured_arm(ctx: MeasureContext, indices: list[int]) -> WindowNLL | None:
