@@ -221,6 +221,23 @@ def test_independent_of_module_order_and_deterministic() -> None:
     assert GUARD.compare(first, reseeded, POLICY).status == "fail"  # contract mismatch
 
 
+def test_batch_budget_does_not_change_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same-shaped weights are stacked in batches bounded by bytes: one matrix per batch or
+    all of them in one, every statistic is the same."""
+    import editproof.guards._spectral_measure as sm
+
+    torch.manual_seed(1)
+    model = torch.nn.ModuleDict({f"l{i}": torch.nn.Linear(32, 48) for i in range(5)})
+    whole = GUARD.measure(model, CTX, POLICY)
+    monkeypatch.setattr(sm, "_BATCH_BYTES", 2 * 32 * 48 * 4)  # one fp32 matrix per batch
+    single = GUARD.measure(model, CTX, POLICY)
+    assert single.data["matrices"].keys() == whole.data["matrices"].keys()
+    for name, stats in whole.data["matrices"].items():
+        for key, value in stats.items():
+            got = single.data["matrices"][name][key]
+            assert got == value or math.isclose(got, value, rel_tol=1e-6), (name, key)
+
+
 # --- compare on hand-made signatures --------------------------------------------------------
 
 
