@@ -197,7 +197,9 @@ class Evaluator:
         with ThreadPoolExecutor(max_workers=2) as pool:
             digest_job = pool.submit(_facts.timed_digest, self._model.model)
             warm_job = (
-                pool.submit(_timed, warm_libraries, self._model.device) if config.guards else None
+                pool.submit(_timed, warm_libraries, self._model.device, self._model.dtype)
+                if config.guards
+                else None
             )
             nll = self._measure(self._model, "baseline")
             self.timings["measure_baseline"] = nll.telemetry.seconds
@@ -548,9 +550,9 @@ class Evaluator:
         )
 
 
-def _timed(fn: Callable[[str], None], arg: str) -> float:
+def _timed(fn: Callable[..., None], *args: Any) -> float:
     t0 = time.perf_counter()
-    fn(arg)
+    fn(*args)
     return time.perf_counter() - t0
 
 

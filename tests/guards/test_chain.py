@@ -19,9 +19,10 @@ def test_warm_libraries_does_nothing_off_cuda(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_warm_libraries_runs_the_spectral_guards_solver_on_cuda() -> None:
+def test_warm_libraries_runs_the_guards_kernels_on_cuda() -> None:
     from editproof.guards.chain import warm_libraries
 
-    warm_libraries("cuda")
+    for dtype in (None, "bfloat16", "float32", "not-a-dtype"):
+        warm_libraries("cuda", dtype)
     values = torch.linalg.eigvalsh(torch.eye(3, device="cuda").unsqueeze(0))
     assert values.shape == (1, 3)

@@ -38,17 +38,43 @@ def default_guards() -> list[Guard]:
     return [InvariantsGuard(), SpectralGuard(), RmtGuard(), VarianceGuard()]
 
 
-def warm_libraries(device: str) -> None:
+def warm_libraries(device: str, dtype: str | None = None) -> None:
     """Load now what the guards' first measurement on ``device`` would otherwise load on the
-    critical path, so that a caller can do it on a thread beside other GPU work. On CUDA
-    that is cuSOLVER and its handle (the spectral guard's batched ``eigvalsh``: 0.16 s of
-    the first baseline measurement on an H200); elsewhere nothing."""
+    critical path, so that a caller can do it on a thread beside other GPU work; elsewhere
+    than CUDA nothing.
+
+    On CUDA: cuSOLVER and its handle (the spectral guard's ``eigvalsh``: 0.16 s of the first
+    baseline measurement on an H200) through both of the solvers it reaches (one matrix,
+    ``syevd``; a batch of small ones, ``syevjBatched``), and the kernels of each guard's
+    arithmetic, run on small tensors of the weights' ``dtype`` (a torch dtype's name;
+    bfloat16 when not given or not a floating type):
+    the spectral guard's Lanczos steps, the RMT guard's token-space products and
+    iterations, the variance guard's statistics. No model is touched (no hook, no forward)
+    and no random generator is drawn from, so it can run beside a measurement.
+    """
     if not device.startswith("cuda"):
         return
     import torch
 
+    from editproof.guards._edge_risk import EdgeRiskSums
+    from editproof.guards._spectral_measure import matrix_stats
+    from editproof.guards.variance import energy_stats
+
+    named = getattr(torch, dtype or "", None)
+    half = named if isinstance(named, torch.dtype) and named.is_floating_point else torch.bfloat16
     with torch.no_grad():
-        torch.linalg.eigvalsh(torch.eye(2, device=device).unsqueeze(0))
+        eye = torch.eye(2, device=device)
+        torch.linalg.eigvalsh(eye.unsqueeze(0))
+        torch.linalg.eigvalsh(eye.expand(2, 2, 2).contiguous())
+        ramp = torch.linspace(-1.0, 1.0, 2 * 48 * 32, device=device).view(2, 48, 32)
+        weights = torch.sin(ramp * 7.0).to(half)
+        matrix_stats(weights, torch.cos(ramp[:, 0, :]), 10)
+        act = torch.sin(ramp * 3.0).to(half)
+        mask = torch.ones(2, 48, dtype=torch.bool, device=device)
+        sums = EdgeRiskSums(10, 0)
+        sums.add("warm", act, mask)
+        sums.totals()
+        energy_stats({"warm": [(act.float().square().mean(dim=-1), mask)]})
 
 
 def _policy(policies: GuardPolicies, name: str) -> dict[str, Any]:
