@@ -14,7 +14,12 @@
 - ``guards``: each guard's baseline measurement on the 7B shape, three times in one
   process (the first carries any first-use cost), synchronised.
 - ``guardsgpu``: after a warm call, each guard's baseline measurement (and all together):
-  wall time against the GPU's kernel time and the number of kernels launched.
+  the first call's wall, then a warm call's wall against the GPU's kernel time and the
+  number of kernels launched (``--dump FILE``: the signatures, to compare two versions).
+- ``guardscold``: each guard's first and second measurement, each guard in a fresh process
+  after the baseline's measurement and ``warm_libraries``: its first-use cost.
+- ``guardsfirst``: the first and second measurement of all guards after the baseline's,
+  under torch.profiler: the ops that take the first one's extra host time.
 
 ``guards`` and ``guardsgpu`` take ``--model`` (a ``random:`` config directory, as
 ``bench/h200_issue9.sh`` makes) and ``--windows`` per arm.
@@ -23,6 +28,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -145,9 +151,10 @@ def guards(model: str, windows: int, seq_len: int, device: str) -> None:
         print(f"round {round_} all        {time.perf_counter() - t0:.3f} s", flush=True)
 
 
-def guards_gpu(model: str, windows: int, seq_len: int, device: str) -> None:
-    """Warm, then each guard's baseline measurement (and all together): wall time against
-    the GPU's own kernel time (torch.profiler) and the number of kernels."""
+def guards_gpu(model: str, windows: int, seq_len: int, device: str, dump: str = "") -> None:
+    """Each guard's baseline measurement (and all together): the first call's wall, then a
+    warm call's wall against the GPU's own kernel time (torch.profiler) and the number of
+    kernels. ``dump``: a JSON file for the signatures of all guards (first call)."""
     if not device.startswith("cuda"):
         raise SystemExit("guardsgpu needs a CUDA device (--device cuda)")
     import torch
@@ -160,8 +167,15 @@ def guards_gpu(model: str, windows: int, seq_len: int, device: str) -> None:
     sync = torch.cuda.synchronize
     for guard in [None, *default_guards()]:
         chosen = None if guard is None else [guard]
-        measure_all(m, ctx, policy, chosen)
         sync()
+        t0 = time.perf_counter()
+        signatures = measure_all(m, ctx, policy, chosen)
+        sync()
+        first = time.perf_counter() - t0
+        if guard is None and dump:
+            Path(dump).write_text(
+                json.dumps({k: v.model_dump(mode="json") for k, v in signatures.items()})
+            )
         t0 = time.perf_counter()
         measure_all(m, ctx, policy, chosen)
         sync()
@@ -173,7 +187,63 @@ def guards_gpu(model: str, windows: int, seq_len: int, device: str) -> None:
         gpu = sum(e.self_device_time_total for e in events) / 1e6
         kernels = sum(e.count for e in events if e.self_device_time_total > 0)
         name = "all" if guard is None else guard.name
-        print(f"{name:10s} wall {wall:.3f} s  gpu {gpu:.3f} s  kernels {kernels}", flush=True)
+        print(
+            f"{name:10s} first {first:.3f} s  wall {wall:.3f} s  gpu {gpu:.3f} s  "
+            f"kernels {kernels}",
+            flush=True,
+        )
+
+
+def guards_first(model: str, windows: int, seq_len: int, device: str) -> None:
+    """Where the first baseline guard measurement's extra seconds go: after the baseline's
+    measurement and cuSOLVER's warm-up (as ``evaluate`` does), the first and a second
+    measurement of all guards under torch.profiler, their ops by host time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from editproof.guards.chain import measure_all, warm_libraries
+
+    ev = _baseline_evaluator(model, windows, seq_len, device)
+    warm_libraries(device, ev.model.dtype)
+    m, ctx, policy = ev.model.model, ev.guard_ctx, ev.tier.guards
+    for call in ("first", "second"):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            measure_all(m, ctx, policy)
+            torch.cuda.synchronize()
+        print(f"{call}: {time.perf_counter() - t0:.3f} s (profiled)", flush=True)
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
+        print(table, flush=True)
+
+
+def guards_cold(model: str, windows: int, seq_len: int, device: str) -> None:
+    """Each guard's first measurement in a fresh process (after the baseline's measurement
+    and ``warm_libraries``, as ``evaluate`` runs them), then its second: first-use costs."""
+    for name in ("invariants", "spectral", "rmt", "variance", "all"):
+        argv = [PY, __file__, "cold1", "--guard", name, "--model", model]
+        argv += ["--windows", str(windows), "--seq-len", str(seq_len), "--device", device]
+        out = subprocess.run(argv, capture_output=True, text=True, check=False)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("cold ")]
+        print(*(lines or [f"cold {name}: failed: {out.stderr.strip()[-300:]}"]), flush=True)
+
+
+def _cold_one(name: str, model: str, windows: int, seq_len: int, device: str) -> None:
+    import torch
+
+    from editproof.guards.chain import default_guards, measure_all, warm_libraries
+
+    ev = _baseline_evaluator(model, windows, seq_len, device)
+    warm_libraries(device, ev.model.dtype)
+    chosen = None if name == "all" else [g for g in default_guards() if g.name == name]
+    times = []
+    for _ in range(2):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        measure_all(ev.model.model, ev.guard_ctx, ev.tier.guards, chosen)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    print(f"cold {name:10s} first {times[0]:.3f} s  second {times[1]:.3f} s", flush=True)
 
 
 def main() -> None:
@@ -185,6 +255,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dump", default="", help="guardsgpu: write the signatures here")
+    parser.add_argument("--guard", default="all", help="cold1: the guard to time")
     args = parser.parse_args()
     for part in args.parts:
         t0 = time.perf_counter()
@@ -196,8 +268,14 @@ def main() -> None:
             exit_cost(args.repeats, args.gib)
         elif part == "guards":
             guards(args.model, args.windows, args.seq_len, args.device)
+        elif part == "guardscold":
+            guards_cold(args.model, args.windows, args.seq_len, args.device)
+        elif part == "cold1":
+            _cold_one(args.guard, args.model, args.windows, args.seq_len, args.device)
+        elif part == "guardsfirst":
+            guards_first(args.model, args.windows, args.seq_len, args.device)
         elif part == "guardsgpu":
-            guards_gpu(args.model, args.windows, args.seq_len, args.device)
+            guards_gpu(args.model, args.windows, args.seq_len, args.device, args.dump)
         print(f"== {part}: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
