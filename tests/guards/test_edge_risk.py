@@ -20,6 +20,7 @@ from editproof.guards.base import MeasureContext  # noqa: E402
 from editproof.guards.rmt import RmtGuard  # noqa: E402
 from editproof.policy.guards import RmtPolicy  # noqa: E402
 from tests.models import VOCAB, tiny_model  # noqa: E402
+from tests.spectra import with_spectrum  # noqa: E402
 
 POLICY = RmtPolicy(
     epsilon={"attn": 0.08, "ffn": 0.1, "embed": 0.12, "other": 0.12},
@@ -42,12 +43,9 @@ def activations(seed: int, b: int = 3, t: int = 40, d: int = 96) -> tuple[Any, A
 
 
 def test_power_iteration_matches_matrix_norm() -> None:
-    gen = torch.Generator().manual_seed(3)
-    u, _ = torch.linalg.qr(torch.randn(300, 40, generator=gen))
-    v, _ = torch.linalg.qr(torch.randn(40, 40, generator=gen))
     s = torch.linspace(1.0, 0.1, 40)
     s[0] = 7.0
-    matrix = u @ torch.diag(s) @ v.T
+    matrix = with_spectrum(300, 40, s, torch.Generator().manual_seed(3))
     exact = float(torch.linalg.matrix_norm(matrix, ord=2))
     assert math.isclose(top_singular_value(matrix, iters=20, seed=0), exact, rel_tol=1e-3)
     # Never above the true value: power iteration approaches sigma_max from below.

@@ -15,6 +15,7 @@ from editproof.guards.spectral import SpectralGuard
 from editproof.policy.tiers import load_tier
 from editproof.report.model import GuardResult
 from tests.models import tiny_model
+from tests.spectra import with_spectrum
 
 ARCHS = ("llama", "gpt2", "mixtral")
 CTX = MeasureContext(device="cpu", windows=[], seed=7)
@@ -174,11 +175,8 @@ def _linear(weight: torch.Tensor) -> torch.nn.Module:
 
 
 def test_power_iteration_accuracy() -> None:
-    gen = torch.Generator().manual_seed(3)
-    u, _ = torch.linalg.qr(torch.randn(48, 32, generator=gen))
-    v, _ = torch.linalg.qr(torch.randn(32, 32, generator=gen))
     spectrum = 10.0 * 0.6 ** torch.arange(32, dtype=torch.float32)
-    weight = u @ torch.diag(spectrum) @ v.T
+    weight = with_spectrum(48, 32, spectrum, torch.Generator().manual_seed(3))
     data = GUARD.measure(_linear(weight), CTX, POLICY).data["matrices"]["weight"]
     exact = float(torch.linalg.matrix_norm(weight, 2))
     assert data["sigma"] == pytest.approx(exact, rel=1e-3)
@@ -355,11 +353,9 @@ def test_lanczos_is_accurate_where_power_iteration_is_not() -> None:
     from editproof.guards._spectral_measure import lanczos_sigma_max
 
     gen = torch.Generator().manual_seed(5)
-    u, _ = torch.linalg.qr(torch.randn(96, 64, generator=gen))
-    v, _ = torch.linalg.qr(torch.randn(64, 64, generator=gen))
     spectrum = torch.linspace(0.98, 0.2, 64)
     spectrum[0] = 1.0
-    weight = u @ torch.diag(spectrum) @ v.T
+    weight = with_spectrum(96, 64, spectrum, gen)
     starts = torch.randn(5, 64, generator=gen)
     lanczos = lanczos_sigma_max(weight.expand(5, 96, 64), starts, 10)
     assert float(lanczos.max()) <= 1.0 + 1e-5 and float(lanczos.min()) > 0.975
