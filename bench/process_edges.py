@@ -18,6 +18,8 @@
   number of kernels launched (``--dump FILE``: the signatures, to compare two versions).
 - ``guardscold``: each guard's first and second measurement, each guard in a fresh process
   after the baseline's measurement and ``warm_libraries``: its first-use cost.
+- ``edgeroutes``: the RMT guard's batched token-space route against its feature-space route
+  on synthetic bf16 module outputs, T = 512..4096 tokens: seconds and agreement.
 - ``guardsfirst``: the first and second measurement of all guards after the baseline's,
   under torch.profiler: the ops that take the first one's extra host time.
 
@@ -246,6 +248,47 @@ def _cold_one(name: str, model: str, windows: int, seq_len: int, device: str) ->
     print(f"cold {name:10s} first {times[0]:.3f} s  second {times[1]:.3f} s", flush=True)
 
 
+def edge_routes(device: str) -> None:
+    """The RMT guard's two CUDA routes on one module output of 8 windows (bf16, structured
+    random activations): seconds per output, batched token space against feature space,
+    at T = 512..4096 tokens and d = 4096 / 14336 features; and whether the GEMMs write fp32
+    directly (``out_dtype``)."""
+    import torch
+
+    import editproof.guards._edge_risk as er
+
+    print(f"out_dtype GEMMs: {er._mixed_precision('cuda')}  torch {torch.__version__}")
+    gen = torch.Generator(device=device).manual_seed(0)
+    for t in (512, 1024, 2048, 4096):
+        for d in (4096, 14336):
+            act = torch.randn(8, t, d, device=device, generator=gen, dtype=torch.bfloat16)
+            act[:, :, :16] += 4.0  # a few strong features: a direction to find
+            mask = torch.ones(8, t, dtype=torch.bool, device=device)
+            row = []
+            for route in (er.BATCHED_DEVICES, frozenset()):
+                er.BATCHED_DEVICES, saved = route, er.BATCHED_DEVICES
+                er.BATCHED_MAX_TOKENS, saved_max = 1 << 20, er.BATCHED_MAX_TOKENS
+                try:
+                    for _rep in range(4):
+                        torch.cuda.synchronize()
+                        t0 = time.perf_counter()
+                        sums = er.EdgeRiskSums(10, 0)
+                        for _ in range(4):
+                            sums.add("m", act, mask)
+                        total, _ = sums.totals()
+                        seconds = (time.perf_counter() - t0) / 4
+                    row.append((seconds, total["m"]))
+                finally:
+                    er.BATCHED_DEVICES, er.BATCHED_MAX_TOKENS = saved, saved_max
+            (tb, rb), (tf, rf) = row
+            print(
+                f"T {t:5d} d {d:6d}: token space {tb * 1e3:7.2f} ms  feature space "
+                f"{tf * 1e3:7.2f} ms  ratio {tf / tb:5.2f}  risk rel diff {abs(rb - rf) / rf:.1e}",
+                flush=True,
+            )
+            del act
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("parts", nargs="*", default=["importtime", "preload", "exit"])
@@ -272,6 +315,8 @@ def main() -> None:
             guards_cold(args.model, args.windows, args.seq_len, args.device)
         elif part == "cold1":
             _cold_one(args.guard, args.model, args.windows, args.seq_len, args.device)
+        elif part == "edgeroutes":
+            edge_routes(args.device)
         elif part == "guardsfirst":
             guards_first(args.model, args.windows, args.seq_len, args.device)
         elif part == "guardsgpu":

@@ -33,8 +33,9 @@ from typing import Any
 _GRAM_MAX_FACTOR = 25
 # Devices whose windows of at most BATCHED_MAX_TOKENS tokens take the batched token-space
 # route. On a GPU the Gram GEMM (2 T^2 d flops) runs on tensor cores while the feature-space
-# products (4 iters T d flops) are bound by memory: by that estimate the Gram route stays the
-# cheaper one up to a few thousand tokens (measured at T = 512 on an H200).
+# products (4 iters T d flops) are bound by memory. Per module output of 8 windows on an H200
+# (bf16, bench/process_edges.py edgeroutes): 1.7-6.7x faster up to T = 2048, and at T = 4096
+# 0.94x (d = 4096) / 1.6x (d = 14336).
 BATCHED_DEVICES = frozenset({"cuda"})
 BATCHED_MAX_TOKENS = 2048
 # Gram matrices held before their iterations run (fp32, B x T x T per branch output).
