@@ -79,7 +79,7 @@ def _stacks(model: Any) -> list[_Stack]:
 def compute_dtype(model: Any) -> str:
     """The dtype the products run in (part of the contract): bf16/fp16 on CUDA, else fp32."""
     param = next(model.parameters(), None)
-    if param is not None and param.device.type == "cuda" and str(param.dtype) in NATIVE:
+    if param is not None and _native(param.device, param.dtype):
         return str(param.dtype).removeprefix("torch.")
     return "float32"
 
@@ -135,7 +135,7 @@ def measure_all(
     for (device, dtype, rows, cols), items in groups.items():
         if device not in budgets:
             budgets[device] = _batch_bytes(device)
-        size = 2 if device.type == "cuda" and str(dtype) in NATIVE else 4  # fp32 elsewhere
+        size = 2 if _native(device, dtype) else 4  # stacked in fp32 elsewhere
         step = max(1, budgets[device] // max(1, rows * cols * size))
         chunks += [items[i : i + step] for i in range(0, len(items), step)]
     vectors = [
@@ -157,7 +157,7 @@ def measure_all(
             g = on_device[first.device][offset : offset + len(chunk) * cols]
             offset += len(chunk) * cols
             w = first.unsqueeze(0) if len(chunk) == 1 else torch.stack([m for _, _, m in chunk])
-            if str(w.dtype) not in NATIVE or w.device.type != "cuda":
+            if not _native(w.device, w.dtype):
                 w = w.float()  # CPU half-precision matmuls are slow and imprecise
             names, found = results.setdefault(first.device, ([], []))
             names += [lb for lb, _, _ in chunk]
@@ -168,6 +168,11 @@ def measure_all(
         for name, (sigma, frob, collapse) in zip(names, torch.cat(found).tolist(), strict=True):
             out[name] = _record(family[name], sigma, frob, collapse)
     return out
+
+
+def _native(device: Any, dtype: Any) -> bool:
+    """Whether weights of ``dtype`` on ``device`` are multiplied as they are (else in fp32)."""
+    return bool(device.type == "cuda" and str(dtype) in NATIVE)
 
 
 def _batch_bytes(device: Any) -> int:

@@ -47,10 +47,10 @@ def warm_libraries(device: str, dtype: str | None = None) -> None:
     baseline measurement on an H200) through both of the solvers it reaches (one matrix,
     ``syevd``; a batch of small ones, ``syevjBatched``), and the kernels of each guard's
     arithmetic, run on small tensors of the weights' ``dtype`` (a torch dtype's name;
-    bfloat16 when not given or not a floating type):
-    the spectral guard's Lanczos steps, the RMT guard's token-space products and
-    iterations, the variance guard's statistics. No model is touched (no hook, no forward)
-    and no random generator is drawn from, so it can run beside a measurement.
+    bfloat16 when not given or not a floating type): the spectral guard's Lanczos steps,
+    the RMT guard's token-space products and iterations, the variance guard's statistics.
+    No model is touched (no hook, no forward) and no random generator is drawn from, so it
+    can run beside a measurement.
     """
     if not device.startswith("cuda"):
         return
